@@ -10,7 +10,6 @@
 
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xarray.hpp>
-#include <xtensor/xio.hpp>
 #include <xtensor/xtensor.hpp>
 #include <xtensor/xview.hpp>
 
@@ -28,9 +27,11 @@ using shape_t = std::vector<std::size_t>;
 inline std::string shape_string(std::span<const std::size_t> shape) {
   std::string text = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) {
-    text += (i ? ", " : "") + std::to_string(shape[i]);
+    if (i > 0) text.append(", ");
+    text.append(std::to_string(shape[i]));
   }
-  return text + "]";
+  text.push_back(']');
+  return text;
 }
 
 inline std::size_t element_count(std::span<const std::size_t> shape) {

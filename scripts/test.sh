@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command: installs missing dependencies, builds and runs every test twice —
+# an optimized build (default arch and -march=native test binaries, compile-fail tests,
+# package consumer tests), then the unit tests under AddressSanitizer + UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+jobs=$(nproc)
+
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build/release -j "$jobs"
+ctest --test-dir build/release --output-on-failure -j "$jobs"
+
+# Sanitizers: only the executables' tests (compile-fail and packaging run nothing new).
+cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DXQUANT_SANITIZE=address,undefined -DXQUANT_BUILD_EXAMPLES=OFF
+cmake --build build/sanitize -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build/sanitize --output-on-failure -j "$jobs" -LE compile_fail -E '^package:'
