@@ -1,15 +1,15 @@
 # Fails when a header breaks the layering of include/xquant (design-notes.md):
-#   core <- quant, kernels, autograd, data <- calib, nn, optim <- runtime <- io
+#   core <- quant, kernels, autograd <- calib, nn, optim <- train, runtime <- io
 # and when a third-party library is included outside the one folder that owns it.
 # Run as: cmake -DROOT=<include/xquant> -P include_directions.cmake
 set(allowed_core     "core")
 set(allowed_quant    "core|quant")
 set(allowed_kernels  "core|kernels")
 set(allowed_autograd "core|autograd")
-set(allowed_data     "core|data")
 set(allowed_calib    "core|quant|kernels|calib")
 set(allowed_nn       "core|quant|kernels|autograd|calib|nn")
 set(allowed_optim    "core|autograd|nn|optim")
+set(allowed_train    "core|quant|kernels|autograd|calib|nn|optim|io|train")
 set(allowed_runtime  "core|quant|kernels|autograd|calib|nn|runtime")
 set(allowed_io       "core|quant|kernels|autograd|calib|nn|optim|runtime|io")
 

@@ -1,0 +1,125 @@
+#pragma once
+// A small thread pool for data-parallel loops.
+//
+// One thread (the caller's) is the default, so embedded users get no threads they did
+// not ask for; set_num_threads(n) starts n - 1 persistent workers. parallel_for splits
+// [0, n) into at most num_threads() contiguous chunks of at least `grain` items; the
+// calling thread runs the first chunk itself. The split depends only on n, grain and
+// the thread count, never on timing, so results that depend on the order of a
+// reduction are reproducible run to run.
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "xquant/core/error.hpp"
+
+namespace xquant {
+
+class thread_pool {
+ public:
+  explicit thread_pool(std::size_t threads = 1) { resize(threads); }
+  ~thread_pool() { stop(); }
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+
+  std::size_t size() const { return workers_.size() + 1; }
+
+  void resize(std::size_t threads) {
+    check(threads >= 1 && threads <= 256, "thread count must be 1..256, got ", threads);
+    stop();
+    stopping_ = false;
+    for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  }
+
+  /// Runs body(begin, end) over chunks of [0, n); returns when all chunks are done.
+  /// An exception thrown by a chunk is rethrown here (the first one).
+  void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body) {
+    if (n == 0) return;
+    const std::size_t chunks = std::min(size(), std::max<std::size_t>(1, n / std::max<std::size_t>(1, grain)));
+    if (chunks == 1) {
+      body(0, n);
+      return;
+    }
+    {
+      std::unique_lock lock(mutex_);
+      job_ = &body;
+      job_n_ = n;
+      job_chunks_ = chunks;
+      pending_ = chunks - 1;
+      error_ = nullptr;
+      ++generation_;
+    }
+    wake_.notify_all();
+    run_chunk(0);
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+    job_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void run_chunk(std::size_t c) {
+    const std::size_t begin = job_n_ * c / job_chunks_;
+    const std::size_t end = job_n_ * (c + 1) / job_chunks_;
+    (*job_)(begin, end);
+  }
+
+  void worker_loop(std::size_t index) {
+    std::size_t seen = 0;
+    for (;;) {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      if (stopping_) return;
+      seen = generation_;
+      if (index >= job_chunks_) continue;
+      lock.unlock();
+      std::exception_ptr failure;
+      try {
+        run_chunk(index);
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      lock.lock();
+      if (failure && !error_) error_ = failure;
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  void stop() {
+    {
+      std::unique_lock lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(std::size_t, std::size_t)>* job_ = nullptr;
+  std::size_t job_n_ = 0, job_chunks_ = 1, pending_ = 0, generation_ = 0;
+  bool stopping_ = false;
+  std::exception_ptr error_;
+};
+
+/// The process-wide pool used by kernels and ops.
+inline thread_pool& default_pool() {
+  static thread_pool pool(1);
+  return pool;
+}
+inline void set_num_threads(std::size_t n) { default_pool().resize(n); }
+inline std::size_t num_threads() { return default_pool().size(); }
+
+inline void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body) {
+  default_pool().parallel_for(n, grain, body);
+}
+
+}  // namespace xquant
