@@ -88,6 +88,7 @@ class gz_file {
            " (expected the gzipped IDX files)");
     }
   }
+
   /// Reads exactly out.size() bytes of `what`, or throws (truncated or corrupt).
   void read_exact(std::span<std::uint8_t> out, const char* what) {
     const std::size_t got = read_some(out);
@@ -153,8 +154,9 @@ inline std::vector<std::size_t> read_idx_header(gz_file& f, std::uint32_t magic,
     char hex[2][11];
     std::snprintf(hex[0], sizeof hex[0], "0x%08x", static_cast<unsigned>(got));
     std::snprintf(hex[1], sizeof hex[1], "0x%08x", static_cast<unsigned>(magic));
-    f.fail("wrong magic number ", hex[0], ", expected ", hex[1], " (IDX unsigned bytes, ", dims,
-                   dims == 1 ? " dimension: a labels file" : " dimensions: an images file", ")");
+    f.fail("wrong magic number ", hex[0], ", expected ", hex[1],
+           dims == 1 ? " (an IDX labels file: unsigned bytes, 1 dimension)"
+                     : " (an IDX images file: unsigned bytes, 3 dimensions)");
   }
   std::vector<std::size_t> shape;
   std::uint64_t elements = 1;
