@@ -15,3 +15,5 @@
 #include "xquant/quant/quantize.hpp"
 #include "xquant/quant/packing.hpp"
 #include "xquant/quant/quantized_tensor.hpp"
+
+#include "xquant/calib/observers.hpp"
