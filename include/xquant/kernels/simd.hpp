@@ -1,0 +1,290 @@
+#pragma once
+// The one door to xsimd. No other xquant header includes <xsimd/xsimd.hpp>: kernels name
+// batches, architectures and the few primitives xsimd 8.1 lacks through this file, so the
+// SIMD dependency (and its version quirks) lives in one place.
+//
+// Architectures. xsimd decides which instruction sets are *compiled in* from the compiler
+// flags: a plain x86-64 build has sse2 only, -march=native on an AVX-512 machine has
+// avx512bw down to sse2. `compiled_archs` is that list (best first) and `default_arch` its
+// best member. `available<Arch>()` says whether the CPU running the program has Arch;
+// tests use it to run every compiled-in kernel variant that can run here.
+//
+// Primitives. xsimd 8.1 has no widening 32x32->64 multiply; it implements per-lane 64-bit
+// shifts on sse2/avx512 and narrowing int32 -> 8/16-bit stores with scalar loops, and
+// emulates 32-bit min/max on SSE2 with compare and select. The helpers below fill those gaps
+// with one intrinsic per x86 family (chosen by overload on the arch's base class, the way
+// xsimd's own kernels are written) and a plain xsimd fallback for every other arch (NEON,
+// AVX1...), which is slower but computes the same bits.
+//
+// Every SIMD kernel header wraps its code in XQUANT_SIMD_BEGIN / XQUANT_SIMD_END (below).
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+// GCC 12 reports -W(maybe-)uninitialized inside its own AVX-512 intrinsics (the
+// `__m512i __Y = __Y;` idiom of _mm512_undefined_*, GCC bug 105593, fixed in GCC 13) wherever
+// they are inlined, including inside xsimd. GCC looks the diagnostic state up along the whole
+// inline stack, so SIMD kernel headers wrap their code in XQUANT_SIMD_BEGIN / XQUANT_SIMD_END,
+// which ignore exactly these two warnings there and nowhere else.
+// clang-format off
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#define XQUANT_SIMD_BEGIN                                     \
+  _Pragma("GCC diagnostic push")                              \
+  _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")       \
+  _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define XQUANT_SIMD_END _Pragma("GCC diagnostic pop")
+#else
+#define XQUANT_SIMD_BEGIN
+#define XQUANT_SIMD_END
+#endif
+// clang-format on
+
+XQUANT_SIMD_BEGIN
+#include <xsimd/xsimd.hpp>
+XQUANT_SIMD_END
+
+XQUANT_SIMD_BEGIN
+namespace xquant::simd {
+
+template <class T, class Arch = xsimd::default_arch>
+using batch = xsimd::batch<T, Arch>;
+
+/// The best instruction set compiled in (what the Arch-less kernel overloads use).
+using default_arch = xsimd::default_arch;
+
+/// Every instruction set compiled in, best first (an xsimd::arch_list).
+using compiled_archs = xsimd::supported_architectures;
+
+/// Calls f(Arch{}) for each Arch of an xsimd::arch_list, in list order.
+template <class... Archs, class F>
+void for_each_arch(xsimd::arch_list<Archs...>, F&& f) {
+  (f(Archs{}), ...);
+}
+
+/// True when the CPU running this program supports Arch. On x86 with GCC or Clang this asks
+/// __builtin_cpu_supports (which also checks that the OS saves the AVX/AVX-512 registers):
+/// xsimd 8.1's own cpuid reads the AVX bit from the wrong leaf and reports no AVX on CPUs
+/// that have it, and its Arch::available() is a constant `true`.
+template <class Arch>
+bool available() noexcept {
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+  if constexpr (std::is_same_v<Arch, xsimd::avx512bw>) {
+    return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512f");
+  } else if constexpr (std::is_same_v<Arch, xsimd::avx512dq>) {
+    return __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd") &&
+           __builtin_cpu_supports("avx512f");
+  } else if constexpr (std::is_same_v<Arch, xsimd::avx512cd>) {
+    return __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512f");
+  } else if constexpr (std::is_same_v<Arch, xsimd::avx512f>) {
+    return __builtin_cpu_supports("avx512f");
+  } else if constexpr (std::is_same_v<Arch, xsimd::fma3<xsimd::avx2>>) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  } else if constexpr (std::is_same_v<Arch, xsimd::avx2>) {
+    return __builtin_cpu_supports("avx2");
+  } else if constexpr (std::is_same_v<Arch, xsimd::fma3<xsimd::avx>>) {
+    return __builtin_cpu_supports("avx") && __builtin_cpu_supports("fma");
+  } else if constexpr (std::is_same_v<Arch, xsimd::avx>) {
+    return __builtin_cpu_supports("avx");
+  } else if constexpr (std::is_same_v<Arch, xsimd::fma4>) {
+    return __builtin_cpu_supports("fma4");
+  } else if constexpr (std::is_same_v<Arch, xsimd::fma3<xsimd::sse4_2>>) {
+    return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("fma");
+  } else if constexpr (std::is_same_v<Arch, xsimd::sse4_2>) {
+    return __builtin_cpu_supports("sse4.2");
+  } else if constexpr (std::is_same_v<Arch, xsimd::sse4_1>) {
+    return __builtin_cpu_supports("sse4.1");
+  } else if constexpr (std::is_same_v<Arch, xsimd::ssse3>) {
+    return __builtin_cpu_supports("ssse3");
+  } else if constexpr (std::is_same_v<Arch, xsimd::sse3>) {
+    return __builtin_cpu_supports("sse3");
+  } else if constexpr (std::is_same_v<Arch, xsimd::sse2>) {
+    return __builtin_cpu_supports("sse2");
+  } else {
+    return false;
+  }
+#else
+  // Elsewhere: xsimd's detection (exact for NEON; on x86 with MSVC it may miss AVX).
+  const auto cpu = xsimd::available_architectures();
+  if constexpr (std::is_same_v<Arch, xsimd::neon64>) {
+    return cpu.neon64;
+  } else if constexpr (std::is_same_v<Arch, xsimd::neon>) {
+    return cpu.neon;
+  } else {
+    return Arch::version() <= cpu.best;
+  }
+#endif
+}
+
+// --- primitives --------------------------------------------------------------------------
+
+namespace detail {
+
+template <class A>
+using u64 = xsimd::batch<std::uint64_t, A>;
+
+template <class A>
+u64<A> mul_even_u32(u64<A> a, u64<A> b, xsimd::generic) noexcept {
+  const u64<A> low(0xFFFFFFFFull);
+  return (a & low) * (b & low);
+}
+template <class A>
+u64<A> srl_lanes(u64<A> x, u64<A> n, xsimd::generic) noexcept {
+  return x >> n;
+}
+template <class Out, class A>
+void store_narrow(Out* dst, xsimd::batch<std::int32_t, A> v, xsimd::generic) noexcept {
+  alignas(A::alignment()) std::int32_t lanes[xsimd::batch<std::int32_t, A>::size];
+  v.store_aligned(lanes);
+  for (std::size_t i = 0; i < xsimd::batch<std::int32_t, A>::size; ++i) dst[i] = static_cast<Out>(lanes[i]);
+}
+
+template <class Out, class A>
+void store_clamped(Out* dst, xsimd::batch<std::int32_t, A> v, int lo, int hi, xsimd::generic) noexcept {
+  using i32 = xsimd::batch<std::int32_t, A>;
+  store_narrow<Out, A>(dst, xsimd::min(xsimd::max(v, i32(lo)), i32(hi)), A{});
+}
+
+#if XSIMD_WITH_SSE2
+// Stores the first N (4 or 8) int16 lanes of w as Out (int16 as is, 8-bit with saturation).
+template <class Out, int N>
+void store_words(Out* dst, __m128i w) noexcept {
+  if constexpr (sizeof(Out) == 2) {
+    if constexpr (N == 4) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), w);
+    } else {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), w);
+    }
+  } else {
+    const __m128i b = std::is_signed_v<Out> ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+    if constexpr (N == 4) {
+      const std::int32_t bytes = _mm_cvtsi128_si32(b);
+      std::memcpy(dst, &bytes, 4);
+    } else {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), b);
+    }
+  }
+}
+
+// int32 -> int16 with saturation, then a 16-bit clamp: SSE2 has pmaxsw/pminsw but no
+// 32-bit min/max (xsimd emulates those with compare and select, several times slower).
+inline __m128i clamp_words(__m128i w, int lo, int hi) noexcept {
+  return _mm_min_epi16(_mm_max_epi16(w, _mm_set1_epi16(static_cast<short>(lo))),
+                       _mm_set1_epi16(static_cast<short>(hi)));
+}
+
+template <class A>
+u64<A> mul_even_u32(u64<A> a, u64<A> b, xsimd::sse2) noexcept {
+  return _mm_mul_epu32(a, b);
+}
+template <class A>
+u64<A> srl_lanes(u64<A> x, u64<A> n, xsimd::sse2) noexcept {
+  const __m128i lo = _mm_srl_epi64(x, n);                         // lane 0 correct
+  const __m128i hi = _mm_srl_epi64(x, _mm_unpackhi_epi64(n, n));  // lane 1 correct
+  return _mm_castpd_si128(_mm_move_sd(_mm_castsi128_pd(hi), _mm_castsi128_pd(lo)));
+}
+template <class Out, class A>
+void store_narrow(Out* dst, xsimd::batch<std::int32_t, A> v, xsimd::sse2) noexcept {
+  store_words<Out, 4>(dst, _mm_packs_epi32(v, v));
+}
+template <class Out, class A>
+void store_clamped(Out* dst, xsimd::batch<std::int32_t, A> v, int lo, int hi, xsimd::sse2) noexcept {
+  store_words<Out, 4>(dst, clamp_words(_mm_packs_epi32(v, v), lo, hi));
+}
+#endif
+
+#if XSIMD_WITH_AVX2
+template <class A>
+u64<A> mul_even_u32(u64<A> a, u64<A> b, xsimd::avx2) noexcept {
+  return _mm256_mul_epu32(a, b);
+}
+template <class A>
+u64<A> srl_lanes(u64<A> x, u64<A> n, xsimd::avx2) noexcept {
+  return _mm256_srlv_epi64(x, n);
+}
+template <class A>
+__m128i pack_words(xsimd::batch<std::int32_t, A> v, xsimd::avx2) noexcept {
+  const __m256i x = v;
+  return _mm_packs_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+}
+template <class Out, class A>
+void store_narrow(Out* dst, xsimd::batch<std::int32_t, A> v, xsimd::avx2) noexcept {
+  store_words<Out, 8>(dst, pack_words(v, A{}));
+}
+template <class Out, class A>
+void store_clamped(Out* dst, xsimd::batch<std::int32_t, A> v, int lo, int hi, xsimd::avx2) noexcept {
+  store_words<Out, 8>(dst, clamp_words(pack_words(v, A{}), lo, hi));
+}
+#endif
+
+#if XSIMD_WITH_AVX512F
+template <class A>
+u64<A> mul_even_u32(u64<A> a, u64<A> b, xsimd::avx512f) noexcept {
+  return _mm512_mul_epu32(a, b);
+}
+template <class A>
+u64<A> srl_lanes(u64<A> x, u64<A> n, xsimd::avx512f) noexcept {
+  return _mm512_srlv_epi64(x, n);
+}
+template <class Out, class A>
+void store_narrow(Out* dst, xsimd::batch<std::int32_t, A> v, xsimd::avx512f) noexcept {
+  // vpmovdb / vpmovdw truncate; the values are already inside Out's range.
+  if constexpr (sizeof(Out) == 2) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16(v));
+  } else {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(v));
+  }
+}
+template <class Out, class A>
+void store_clamped(Out* dst, xsimd::batch<std::int32_t, A> v, int lo, int hi, xsimd::avx512f) noexcept {
+  store_narrow<Out, A>(
+      dst, _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(lo)), _mm512_set1_epi32(hi)), A{});
+}
+#endif
+
+}  // namespace detail
+
+/// Per 64-bit lane: (a mod 2^32) * (b mod 2^32), the full 64-bit unsigned product
+/// (pmuludq). The high halves of the inputs are ignored.
+template <class A>
+batch<std::uint64_t, A> mul_even_u32(batch<std::uint64_t, A> a, batch<std::uint64_t, A> b) noexcept {
+  return detail::mul_even_u32<A>(a, b, A{});
+}
+
+/// Per 64-bit lane logical right shift, x[i] >> n[i]; each n[i] must be < 64.
+template <class A>
+batch<std::uint64_t, A> srl_lanes(batch<std::uint64_t, A> x, batch<std::uint64_t, A> n) noexcept {
+  return detail::srl_lanes<A>(x, n, A{});
+}
+
+/// Same, with one shift count for all lanes (one instruction everywhere).
+template <class A>
+batch<std::uint64_t, A> srl_lanes(batch<std::uint64_t, A> x, int n) noexcept {
+  return x >> n;
+}
+
+/// Stores the int32 lanes of v narrowed to Out (int8, uint8 or int16) at dst (unaligned).
+/// Every lane must already lie inside Out's range: the result is unspecified otherwise.
+template <class Out, class A>
+void store_narrow(Out* dst, batch<std::int32_t, A> v) noexcept {
+  static_assert(std::is_same_v<Out, std::int8_t> || std::is_same_v<Out, std::uint8_t> ||
+                    std::is_same_v<Out, std::int16_t>,
+                "xquant: narrow outputs are int8_t, uint8_t or int16_t");
+  detail::store_narrow<Out, A>(dst, v, A{});
+}
+
+/// Stores clamp(v, lo, hi) narrowed to Out at dst (unaligned); lo <= hi must lie in Out.
+/// On SSE2/AVX2 the clamp is done after a saturating pack to int16, where min/max is one
+/// instruction (the result is the same: saturation is monotone and [lo, hi] fits in int16).
+template <class Out, class A>
+void store_clamped(Out* dst, batch<std::int32_t, A> v, int lo, int hi) noexcept {
+  static_assert(std::is_same_v<Out, std::int8_t> || std::is_same_v<Out, std::uint8_t> ||
+                    std::is_same_v<Out, std::int16_t>,
+                "xquant: narrow outputs are int8_t, uint8_t or int16_t");
+  detail::store_clamped<Out, A>(dst, v, lo, hi, A{});
+}
+
+}  // namespace xquant::simd
+XQUANT_SIMD_END
