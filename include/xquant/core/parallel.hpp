@@ -30,19 +30,30 @@ class thread_pool {
 
   std::size_t size() const { return workers_.size() + 1; }
 
+  /// True on a thread that is running a chunk of a job this pool split over its workers.
+  /// The pool is not reentrant: parallel_for from such a thread runs the body inline.
+  bool in_parallel() const { return active_pool() == this; }
+
   void resize(std::size_t threads) {
     check(threads >= 1 && threads <= 256, "thread count must be 1..256, got ", threads);
     stop();
     stopping_ = false;
-    for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    // New workers start from the current generation: a job that ran before the resize is
+    // not theirs to run (job_ is already null).
+    const std::size_t start = generation_;
+    for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i, start] { worker_loop(i, start); });
   }
 
   /// Runs body(begin, end) over chunks of [0, n); returns when all chunks are done.
   /// An exception thrown by a chunk is rethrown here (the first one).
   void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body) {
     if (n == 0) return;
+    if (in_parallel()) {  // nested: the workers are busy with the outer job
+      body(0, n);
+      return;
+    }
     const std::size_t chunks = std::min(size(), std::max<std::size_t>(1, n / std::max<std::size_t>(1, grain)));
-    if (chunks == 1) {
+    if (chunks == 1) {  // inline, the workers stay free: a nested call may still use them
       body(0, n);
       return;
     }
@@ -64,14 +75,24 @@ class thread_pool {
   }
 
  private:
+  static const thread_pool*& active_pool() {
+    thread_local const thread_pool* pool = nullptr;
+    return pool;
+  }
+  struct active_scope {
+    explicit active_scope(const thread_pool* p) : previous(active_pool()) { active_pool() = p; }
+    ~active_scope() { active_pool() = previous; }
+    const thread_pool* previous;
+  };
+
   void run_chunk(std::size_t c) {
+    const active_scope scope(this);
     const std::size_t begin = job_n_ * c / job_chunks_;
     const std::size_t end = job_n_ * (c + 1) / job_chunks_;
     (*job_)(begin, end);
   }
 
-  void worker_loop(std::size_t index) {
-    std::size_t seen = 0;
+  void worker_loop(std::size_t index, std::size_t seen) {
     for (;;) {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });

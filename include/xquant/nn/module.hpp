@@ -12,6 +12,7 @@
 // FP32) and derive from module; the forward signature is the same for all of them.
 
 #include <memory>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,6 +66,12 @@ class module {
   }
   void zero_grad() {
     for (auto& p : parameters()) p.var->zero_grad();
+  }
+  /// Initialises the parameters and buffers as PyTorch's defaults do, drawing from `rng`.
+  /// The base version visits the children in registration order, so one seed
+  /// initialises a whole model reproducibly; layers with parameters override it.
+  virtual void reset_parameters(std::mt19937& rng) {
+    for (auto& [name, child] : children_) child->reset_parameters(rng);
   }
   std::size_t parameter_count() {
     std::size_t n = 0;

@@ -1,0 +1,273 @@
+#pragma once
+// conv2d: 2-D convolution (cross-correlation, as PyTorch), NCHW, zero padding, groups.
+//
+//   x [N, C, H, W], w [O, C / groups, KH, KW], bias [O] or none
+//   y [N, O, OH, OW],  OH = (H + 2 PH - KH) / SH + 1,  OW likewise
+//   y[n][o][oh][ow] = bias[o] + sum_{c in group(o), kh, kw} w[o][c'][kh][kw] * x[n][c][oh*SH+kh-PH][ow*SW+kw-PW]
+//
+// Two algorithms:
+//  - im2col + GEMM (kernels::gemm) per image and group, for forward, dW and dX (col2im).
+//    A 1x1 / stride 1 / no padding convolution skips im2col: the image is its own matrix.
+//  - direct depthwise (groups == C == O, MobileNet's 3x3 s1/s2): no im2col, see
+//    detail/depthwise.hpp.
+//
+// Threads and determinism: forward and dX are independent per image and run in parallel
+// over the batch. dW is a sum over images: the batch is cut into num_threads() pieces,
+// each piece sums its images into its own buffer, and the buffers are added in piece
+// order, so results are bit-identical run to run for a given thread count; the depthwise
+// dW is reduced the same way. The bias gradient is split over channels instead (each
+// channel's sum is computed by one thread in image order). The per-image GEMMs run
+// inside pool chunks, so kernels::gemm must not split them over the (non-reentrant)
+// pool again; it keeps them on the calling thread.
+
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+#include "xquant/autograd/variable.hpp"
+#include "xquant/core/error.hpp"
+#include "xquant/core/parallel.hpp"
+#include "xquant/kernels/gemm.hpp"
+#include "xquant/nn/functional/detail/common.hpp"
+#include "xquant/nn/functional/detail/depthwise.hpp"
+#include "xquant/nn/functional/detail/im2col.hpp"
+#include "xquant/nn/functional/detail/window.hpp"
+
+namespace xquant::nn::functional {
+
+using autograd::basic_variable;
+
+enum class conv2d_algorithm {
+  automatic,  ///< direct depthwise when groups == C == O, im2col + GEMM otherwise
+  gemm,       ///< always im2col + GEMM (tests and benchmarks compare the two)
+};
+
+struct conv2d_options {
+  std::size_t stride_h = 1, stride_w = 1;
+  std::size_t pad_h = 0, pad_w = 0;
+  std::size_t groups = 1;
+  conv2d_algorithm algorithm = conv2d_algorithm::automatic;
+};
+
+namespace detail {
+
+template <class T>
+conv_geometry conv2d_geometry(const basic_variable<T>& x, const basic_variable<T>& w, const basic_variable<T>* bias,
+                              const conv2d_options& opt) {
+  require_rank(x, 4, "conv2d: input [N, C, H, W]");
+  require_rank(w, 4, "conv2d: weight [O, C / groups, KH, KW]");
+  require_batch(x, "conv2d");
+  check<value_error>(opt.stride_h > 0 && opt.stride_w > 0, "conv2d: strides must be positive, got ",
+                     opt.stride_h, "x", opt.stride_w);
+  check<value_error>(opt.groups > 0, "conv2d: groups must be positive");
+  const auto& xs = x.value().shape();
+  const auto& ws = w.value().shape();
+  conv_geometry g{.n = xs[0], .c = xs[1], .h = xs[2], .w = xs[3], .o = ws[0], .kh = ws[2], .kw = ws[3],
+                  .sh = opt.stride_h, .sw = opt.stride_w, .ph = opt.pad_h, .pw = opt.pad_w,
+                  .groups = opt.groups};
+  check<shape_error>(g.c > 0 && g.o > 0 && g.kh > 0 && g.kw > 0, "conv2d: empty input channels or weight (input ",
+                     shape_string(x.shape()), ", weight ", shape_string(w.shape()), ")");
+  check<shape_error>(g.c % g.groups == 0 && g.o % g.groups == 0, "conv2d: groups = ", g.groups,
+                     " must divide the input channels (", g.c, ") and the output channels (", g.o, ")");
+  check<shape_error>(ws[1] == g.cg(), "conv2d: the weight ", shape_string(w.shape()), " expects ", ws[1],
+                     " input channels per group, but the input ", shape_string(x.shape()), " has ", g.c,
+                     " channels in ", g.groups, " group(s), i.e. ", g.cg(), " per group");
+  check<shape_error>(g.h + 2 * g.ph >= g.kh && g.w + 2 * g.pw >= g.kw, "conv2d: kernel ", g.kh, "x", g.kw,
+                     " is larger than the padded input ", g.h + 2 * g.ph, "x", g.w + 2 * g.pw, " (input ", g.h,
+                     "x", g.w, ", padding ", g.ph, "x", g.pw, ")");
+  if (bias) {
+    check<shape_error>(bias->value().dimension() == 1 && bias->size() == g.o, "conv2d: bias must have shape [",
+                       g.o, "], got ", shape_string(bias->shape()));
+  }
+  g.oh = window_output(g.h, g.kh, g.sh, g.ph);
+  g.ow = window_output(g.w, g.kw, g.sw, g.pw);
+  return g;
+}
+
+/// y = conv(x) + bias for one image x [C, H, W] -> y [O, OH, OW] by im2col + GEMM.
+template <class T>
+void conv2d_gemm_forward_image(const T* x, const T* w, const T* bias, const conv_geometry& g, T* y) {
+  const std::size_t p = g.out_plane(), og = g.og(), kg = g.kg();
+  const T* col = x;
+  if (!g.pointwise()) {
+    T* buffer = scratch<T, 0>(g.col_rows() * p);
+    im2col(x, g, buffer);
+    col = buffer;
+  }
+  for (std::size_t grp = 0; grp < g.groups; ++grp) {
+    kernels::gemm<T>(false, false, og, p, kg, T(1), w + grp * og * kg, kg, col + grp * kg * p, p, T(0),
+                     y + grp * og * p, p);
+  }
+  if (bias) {
+    for (std::size_t o = 0; o < g.o; ++o) {
+      T* row = y + o * p;
+      for (std::size_t i = 0; i < p; ++i) row[i] += bias[o];
+    }
+  }
+}
+
+/// Backward of one image by GEMM: dw (beta_w: 0 overwrites, 1 accumulates) and dx += ...
+/// dw or dx may be null when that gradient is not wanted.
+template <class T>
+void conv2d_gemm_backward_image(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, T* dw,
+                                T beta_w) {
+  const std::size_t p = g.out_plane(), og = g.og(), kg = g.kg();
+  if (dw) {
+    const T* col = x;
+    if (!g.pointwise()) {
+      T* buffer = scratch<T, 0>(g.col_rows() * p);
+      im2col(x, g, buffer);
+      col = buffer;
+    }
+    for (std::size_t grp = 0; grp < g.groups; ++grp) {  // dW_g += dY_g * col_g^T
+      kernels::gemm<T>(false, true, og, kg, p, T(1), dy + grp * og * p, p, col + grp * kg * p, p, beta_w,
+                       dw + grp * og * kg, kg);
+    }
+  }
+  if (dx) {
+    const bool direct = g.pointwise();  // dX is then the GEMM's output itself
+    T* dcol = direct ? dx : scratch<T, 1>(g.col_rows() * p);
+    for (std::size_t grp = 0; grp < g.groups; ++grp) {  // dcol_g = W_g^T * dY_g
+      kernels::gemm<T>(true, false, kg, p, og, T(1), w + grp * og * kg, kg, dy + grp * og * p, p,
+                       direct ? T(1) : T(0), dcol + grp * kg * p, p);
+    }
+    if (!direct) col2im_add(dcol, g, dx);
+  }
+}
+
+template <class T>
+void conv2d_gemm_backward(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, T* dw) {
+  const std::size_t in_image = g.c * g.in_plane(), out_image = g.o * g.out_plane();
+  const std::size_t wsize = g.o * g.kg();
+  const std::size_t pieces = piece_count(g.n);
+  std::vector<T> partial(dw && pieces > 1 ? pieces * wsize : 0);
+  parallel_for(pieces, 1, [&](std::size_t first_piece, std::size_t last_piece) {
+    for (std::size_t piece = first_piece; piece < last_piece; ++piece) {
+      T* dw_piece = !dw ? nullptr : pieces == 1 ? dw : partial.data() + piece * wsize;
+      const std::size_t begin = piece_begin(g.n, pieces, piece), end = piece_begin(g.n, pieces, piece + 1);
+      for (std::size_t i = begin; i < end; ++i) {
+        const T beta_w = pieces == 1 || i != begin ? T(1) : T(0);
+        conv2d_gemm_backward_image(dy + i * out_image, x + i * in_image, w, g, dx ? dx + i * in_image : nullptr,
+                                   dw_piece, beta_w);
+      }
+    }
+  });
+  for (std::size_t piece = 0; piece < partial.size() / std::max<std::size_t>(wsize, 1); ++piece) {
+    const T* part = partial.data() + piece * wsize;
+    for (std::size_t i = 0; i < wsize; ++i) dw[i] += part[i];
+  }
+}
+
+template <class T>
+void conv2d_depthwise_forward(const T* x, const T* w, const T* bias, const conv_geometry& g, T* y) {
+  const std::size_t kk = g.kh * g.kw;
+  const phase_planes pp = phase_planes::of(g);
+  parallel_for(g.n * g.c, 1, [&](std::size_t begin, std::size_t end) {
+    T* p = scratch<T, 0>(pp.size());
+    T* out = scratch<T, 1>(pp.out_size());
+    for (std::size_t plane = begin; plane < end; ++plane) {
+      const std::size_t c = plane % g.c;
+      pad_plane(x + plane * g.in_plane(), g, pp, p);
+      depthwise_forward_plane(p, w + c * kk, bias ? bias[c] : T(0), g, pp, out, y + plane * g.out_plane());
+    }
+  });
+}
+
+/// Planes in memory order (the batch cut into pieces, one per thread). dW: each piece sums
+/// its images into its own per-(channel, tap, lane) buffer; the buffers are added in piece
+/// order at the end (deterministic for a given thread count).
+template <class T>
+void conv2d_depthwise_backward(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, T* dw) {
+  const std::size_t kk = g.kh * g.kw, per_piece = g.c * kk * dw_lanes;
+  const phase_planes pp = phase_planes::of(g);
+  const std::size_t z = pp.max_offset();
+  const std::size_t pieces = piece_count(g.n);
+  std::vector<T> acc(dw ? pieces * per_piece : 0, T(0));
+  parallel_for(pieces, 1, [&](std::size_t first_piece, std::size_t last_piece) {
+    T* gz = scratch<T, 0>(pp.out_size() + 2 * z);
+    T* p = dw ? scratch<T, 1>(pp.size()) : nullptr;
+    T* dp = dx ? scratch<T, 2>(pp.size()) : nullptr;
+    for (std::size_t piece = first_piece; piece < last_piece; ++piece) {
+      const std::size_t begin = piece_begin(g.n, pieces, piece) * g.c, end = piece_begin(g.n, pieces, piece + 1) * g.c;
+      for (std::size_t plane = begin; plane < end; ++plane) {
+        const std::size_t c = plane % g.c;
+        pad_output_grad(dy + plane * g.out_plane(), g, pp, gz);
+        if (dp) {
+          depthwise_input_grad_plane(gz, w + c * kk, g, pp, dp);
+          unpad_plane_add(dp, g, pp, dx + plane * g.in_plane());
+        }
+        if (p) {
+          pad_plane(x + plane * g.in_plane(), g, pp, p);
+          depthwise_weight_grad_plane(gz + z, p, g, pp, acc.data() + piece * per_piece + c * kk * dw_lanes);
+        }
+      }
+    }
+  });
+  if (!dw) return;
+  for (std::size_t t = 0; t < g.c * kk; ++t) {
+    double total = 0;
+    for (std::size_t piece = 0; piece < pieces; ++piece) {
+      total += sum(acc.data() + piece * per_piece + t * dw_lanes, dw_lanes);
+    }
+    dw[t] += static_cast<T>(total);
+  }
+}
+
+/// db[o] += sum over images and positions of dy[n][o][.], split over channels.
+template <class T>
+void conv2d_bias_backward(const T* dy, const conv_geometry& g, T* db) {
+  const std::size_t p = g.out_plane();
+  parallel_for(g.o, 1, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t o = begin; o < end; ++o) {
+      double total = 0;
+      for (std::size_t i = 0; i < g.n; ++i) total += sum(dy + (i * g.o + o) * p, p);
+      db[o] += static_cast<T>(total);
+    }
+  });
+}
+
+}  // namespace detail
+
+/// 2-D convolution; see the top of this file. Throws shape_error for a wrong rank, an
+/// empty batch, a channel mismatch, groups not dividing the channels, a kernel larger
+/// than the padded input or a bias of the wrong size.
+template <class T>
+basic_variable<T> conv2d(const basic_variable<T>& x, const basic_variable<T>& w,
+                         const std::type_identity_t<basic_variable<T>>* bias = nullptr,
+                         const conv2d_options& options = {}) {
+  const detail::conv_geometry g = detail::conv2d_geometry(x, w, bias, options);
+  const bool direct = options.algorithm == conv2d_algorithm::automatic && g.depthwise();
+  array<T> y(shape_t{g.n, g.o, g.oh, g.ow});
+  const T* b = bias ? bias->value().data() : nullptr;
+  if (direct) {
+    detail::conv2d_depthwise_forward(x.value().data(), w.value().data(), b, g, y.data());
+  } else {
+    const std::size_t in_image = g.c * g.in_plane(), out_image = g.o * g.out_plane();
+    parallel_for(g.n, 1, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) {
+        detail::conv2d_gemm_forward_image(x.value().data() + i * in_image, w.value().data(), b, g,
+                                          y.data() + i * out_image);
+      }
+    });
+  }
+  std::vector<basic_variable<T>> inputs{x, w};
+  if (bias) inputs.push_back(*bias);
+  return autograd::make_result<T>(std::move(y), std::move(inputs), [g, direct](autograd::node<T>& n) {
+    autograd::node<T>& xn = *n.inputs[0];
+    autograd::node<T>& wn = *n.inputs[1];
+    const T* dy = n.grad.data();
+    if (n.inputs.size() > 2 && n.inputs[2]->requires_grad) {
+      detail::conv2d_bias_backward(dy, g, autograd::input_grad(*n.inputs[2]).data());
+    }
+    T* dx = xn.requires_grad ? autograd::input_grad(xn).data() : nullptr;
+    T* dw = wn.requires_grad ? autograd::input_grad(wn).data() : nullptr;
+    if (!dx && !dw) return;
+    if (direct) {
+      detail::conv2d_depthwise_backward(dy, xn.value.data(), wn.value.data(), g, dx, dw);
+    } else {
+      detail::conv2d_gemm_backward(dy, xn.value.data(), wn.value.data(), g, dx, dw);
+    }
+  });
+}
+
+}  // namespace xquant::nn::functional
