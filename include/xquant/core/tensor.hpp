@@ -13,13 +13,15 @@
 #include <xtensor/xtensor.hpp>
 #include <xtensor/xview.hpp>
 
+#include "xquant/core/allocator.hpp"
 #include "xquant/core/error.hpp"
 
 namespace xquant {
 
-/// Dynamic-rank, row-major tensor (NCHW for images).
+/// Dynamic-rank, row-major tensor (NCHW for images). Its buffers come from the
+/// caching allocator (allocator.hpp), so training loops do not churn the system heap.
 template <class T>
-using array = xt::xarray<T, xt::layout_type::row_major>;
+using array = xt::xarray<T, xt::layout_type::row_major, caching_allocator<T>>;
 
 using shape_t = std::vector<std::size_t>;
 
