@@ -5,9 +5,14 @@
 //   y [N, O, OH, OW],  OH = (H + 2 PH - KH) / SH + 1,  OW likewise
 //   y[n][o][oh][ow] = bias[o] + sum_{c in group(o), kh, kw} w[o][c'][kh][kw] * x[n][c][oh*SH+kh-PH][ow*SW+kw-PW]
 //
-// Two algorithms:
+// Three algorithms:
 //  - im2col + GEMM (kernels::gemm) per image and group, for forward, dW and dX (col2im).
 //    A 1x1 / stride 1 / no padding convolution skips im2col: the image is its own matrix.
+//  - padded-grid im2col + GEMM for kernels larger than 1x1 (ResNet's and the CNN's 3x3,
+//    stride 1 or 2): the image is zero-padded (split into stride phases) once and the
+//    output is computed with a row pitch of OW + (KW - 1) / SW, which turns im2col and
+//    col2im into long contiguous copies / adds (detail/padded_grid.hpp) at the price of
+//    (KW - 1) / SW extra GEMM columns per output row.
 //  - direct depthwise (groups == C == O, MobileNet's 3x3 s1/s2): no im2col, see
 //    detail/depthwise.hpp.
 //
@@ -31,6 +36,7 @@
 #include "xquant/nn/functional/detail/common.hpp"
 #include "xquant/nn/functional/detail/depthwise.hpp"
 #include "xquant/nn/functional/detail/im2col.hpp"
+#include "xquant/nn/functional/detail/padded_grid.hpp"
 #include "xquant/nn/functional/detail/window.hpp"
 
 namespace xquant::nn::functional {
@@ -38,8 +44,10 @@ namespace xquant::nn::functional {
 using autograd::basic_variable;
 
 enum class conv2d_algorithm {
-  automatic,  ///< direct depthwise when groups == C == O, im2col + GEMM otherwise
-  gemm,       ///< always im2col + GEMM (tests and benchmarks compare the two)
+  automatic,    ///< direct depthwise when groups == C == O, else the padded grid when it
+                ///< pays (kernel > 1x1, few extra columns: use_padded_grid), else im2col + GEMM
+  gemm,         ///< always im2col + GEMM (tests and benchmarks compare the paths)
+  padded_grid,  ///< always padded-grid im2col + GEMM (any kernel, stride, padding, groups)
 };
 
 struct conv2d_options {
@@ -135,8 +143,65 @@ void conv2d_gemm_backward_image(const T* dy, const T* x, const T* w, const conv_
   }
 }
 
+/// Whether `algo` runs g on the padded grid. automatic: a kernel larger than 1x1 (a 1x1
+/// convolution's im2col is a plain copy or gather already) and at most ~30 % extra GEMM
+/// columns (cols <= 1.3 OW: 3x3 pad 1 on 28x28, 14x14 and 7x7 (9 vs 7) at stride 1, and
+/// 28x28 -> 14x14, 14x14 -> 7x7 at stride 2 qualify).
+inline bool use_padded_grid(const conv_geometry& g, conv2d_algorithm algo) {
+  if (algo != conv2d_algorithm::automatic) return algo == conv2d_algorithm::padded_grid;
+  return g.kh * g.kw > 1 && 10 * phase_planes::of(g).cols <= 13 * g.ow;
+}
+
+/// y = conv(x) + bias for one image on the padded grid (detail/padded_grid.hpp).
 template <class T>
-void conv2d_gemm_backward(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, T* dw) {
+void conv2d_grid_forward_image(const T* x, const T* w, const T* bias, const conv_geometry& g, T* y) {
+  const phase_planes pg = phase_planes::of(g);
+  const std::size_t og = g.og(), kg = g.kg(), n = grid_columns(pg);
+  T* p = scratch<T, 0>(g.c * pg.size());
+  T* col = scratch<T, 1>(g.col_rows() * n);
+  T* yg = scratch<T, 2>(g.o * n);
+  pad_image(x, g, pg, p);
+  grid_im2col(p, g, pg, col);
+  for (std::size_t grp = 0; grp < g.groups; ++grp) {
+    kernels::gemm<T>(false, false, og, n, kg, T(1), w + grp * og * kg, kg, col + grp * kg * n, n, T(0),
+                     yg + grp * og * n, n);
+  }
+  crop_grid(yg, g, pg, bias, y);
+}
+
+/// Backward of one image on the padded grid; same contract as conv2d_gemm_backward_image.
+template <class T>
+void conv2d_grid_backward_image(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, T* dw,
+                                T beta_w) {
+  const phase_planes pg = phase_planes::of(g);
+  const std::size_t og = g.og(), kg = g.kg(), n = grid_columns(pg);
+  T* dyg = scratch<T, 0>(g.o * n);
+  T* col = scratch<T, 1>(g.col_rows() * n);  // col' for dW, then dcol' for dX
+  T* p = scratch<T, 2>(g.c * pg.size());     // PP for dW, then dPP for dX
+  spread_grid(dy, g, pg, dyg);
+  if (dw) {
+    pad_image(x, g, pg, p);
+    grid_im2col(p, g, pg, col);
+    for (std::size_t grp = 0; grp < g.groups; ++grp) {  // dW_g += dY'_g * col'_g^T
+      kernels::gemm<T>(false, true, og, kg, n, T(1), dyg + grp * og * n, n, col + grp * kg * n, n, beta_w,
+                       dw + grp * og * kg, kg);
+    }
+  }
+  if (dx) {
+    for (std::size_t grp = 0; grp < g.groups; ++grp) {  // dcol'_g = W_g^T * dY'_g
+      kernels::gemm<T>(true, false, kg, n, og, T(1), w + grp * og * kg, kg, dyg + grp * og * n, n, T(0),
+                       col + grp * kg * n, n);
+    }
+    grid_col2im(col, g, pg, p);
+    unpad_image_add(p, g, pg, dx);
+  }
+}
+
+/// dW and dX over the batch with image_backward (one of the two *_backward_image above):
+/// dX per image in parallel, dW reduced over thread pieces in piece order.
+template <class T, class ImageBackward>
+void conv2d_gemm_backward(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, T* dw,
+                          ImageBackward image_backward) {
   const std::size_t in_image = g.c * g.in_plane(), out_image = g.o * g.out_plane();
   const std::size_t wsize = g.o * g.kg();
   const std::size_t pieces = piece_count(g.n);
@@ -147,8 +212,8 @@ void conv2d_gemm_backward(const T* dy, const T* x, const T* w, const conv_geomet
       const std::size_t begin = piece_begin(g.n, pieces, piece), end = piece_begin(g.n, pieces, piece + 1);
       for (std::size_t i = begin; i < end; ++i) {
         const T beta_w = pieces == 1 || i != begin ? T(1) : T(0);
-        conv2d_gemm_backward_image(dy + i * out_image, x + i * in_image, w, g, dx ? dx + i * in_image : nullptr,
-                                   dw_piece, beta_w);
+        image_backward(dy + i * out_image, x + i * in_image, w, g, dx ? dx + i * in_image : nullptr, dw_piece,
+                       beta_w);
       }
     }
   });
@@ -237,6 +302,7 @@ basic_variable<T> conv2d(const basic_variable<T>& x, const basic_variable<T>& w,
                          const conv2d_options& options = {}) {
   const detail::conv_geometry g = detail::conv2d_geometry(x, w, bias, options);
   const bool direct = options.algorithm == conv2d_algorithm::automatic && g.depthwise();
+  const bool grid = !direct && detail::use_padded_grid(g, options.algorithm);
   array<T> y(shape_t{g.n, g.o, g.oh, g.ow});
   const T* b = bias ? bias->value().data() : nullptr;
   if (direct) {
@@ -245,14 +311,19 @@ basic_variable<T> conv2d(const basic_variable<T>& x, const basic_variable<T>& w,
     const std::size_t in_image = g.c * g.in_plane(), out_image = g.o * g.out_plane();
     parallel_for(g.n, 1, [&](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) {
-        detail::conv2d_gemm_forward_image(x.value().data() + i * in_image, w.value().data(), b, g,
-                                          y.data() + i * out_image);
+        const T* xi = x.value().data() + i * in_image;
+        T* yi = y.data() + i * out_image;
+        if (grid) {
+          detail::conv2d_grid_forward_image(xi, w.value().data(), b, g, yi);
+        } else {
+          detail::conv2d_gemm_forward_image(xi, w.value().data(), b, g, yi);
+        }
       }
     });
   }
   std::vector<basic_variable<T>> inputs{x, w};
   if (bias) inputs.push_back(*bias);
-  return autograd::make_result<T>(std::move(y), std::move(inputs), [g, direct](autograd::node<T>& n) {
+  return autograd::make_result<T>(std::move(y), std::move(inputs), [g, direct, grid](autograd::node<T>& n) {
     autograd::node<T>& xn = *n.inputs[0];
     autograd::node<T>& wn = *n.inputs[1];
     const T* dy = n.grad.data();
@@ -264,8 +335,12 @@ basic_variable<T> conv2d(const basic_variable<T>& x, const basic_variable<T>& w,
     if (!dx && !dw) return;
     if (direct) {
       detail::conv2d_depthwise_backward(dy, xn.value.data(), wn.value.data(), g, dx, dw);
+    } else if (grid) {
+      detail::conv2d_gemm_backward(dy, xn.value.data(), wn.value.data(), g, dx, dw,
+                                   &detail::conv2d_grid_backward_image<T>);
     } else {
-      detail::conv2d_gemm_backward(dy, xn.value.data(), wn.value.data(), g, dx, dw);
+      detail::conv2d_gemm_backward(dy, xn.value.data(), wn.value.data(), g, dx, dw,
+                                   &detail::conv2d_gemm_backward_image<T>);
     }
   });
 }
