@@ -53,7 +53,10 @@
 // names, no two tensors overlapping); that the padding between tensors is zero; every
 // tensor's CRC; then the names and shapes against the module (and the optimizer, its
 // type and counters): every model tensor must be in the file with the same shape, and
-// the file may hold no tensor the model lacks. The first problem is thrown as io_error
+// the file may hold no tensor the model lacks. load_options::allow_missing_buffers relaxes
+// one rule, for loading an FP32 checkpoint into a QAT model: a model *buffer* (e.g. a
+// quantizer's scale and zero point) the file lacks is left at its current value; every
+// parameter is still required, and the file still may hold nothing the model lacks. The first problem is thrown as io_error
 // naming the file and the tensor, e.g.
 //   "checkpoint 'run/last.xqckpt': parameter 'conv1.weight': file has [32, 1, 3, 3],
 //    model has [32, 1, 5, 5]".
@@ -441,11 +444,15 @@ struct tensor_copy {
 /// copies to make; throws on the first mismatch.
 inline void match_section(const std::vector<tensor_entry>& file, const std::vector<tensor_target>& model,
                           const char* what, const char* owner, const checkpoint_errors& err,
-                          std::vector<tensor_copy>& copies) {
+                          std::vector<tensor_copy>& copies, std::vector<std::string>* missing = nullptr) {
   std::unordered_map<std::string_view, const tensor_entry*> by_name;
   for (const auto& e : file) by_name.emplace(e.name, &e);
   for (const auto& t : model) {
     const auto it = by_name.find(t.name);
+    if (it == by_name.end() && missing != nullptr) {
+      missing->push_back(t.name);
+      continue;
+    }
     err.require(it != by_name.end(), what, " '", t.name, "' is missing from the checkpoint");
     const shape_t model_shape = shape_of(*t.value);
     err.require(it->second->shape == model_shape, what, " '", t.name, "': file has ",
@@ -483,13 +490,29 @@ inline ordered_json tensor_list_json(const std::vector<tensor_source>& list) {
   return out;
 }
 
-inline nlohmann::json load(const std::filesystem::path& path, nn::module& model, optim::optimizer* opt) {
+}  // namespace detail
+
+/// Options of load_checkpoint. The default is strict.
+struct load_options {
+  /// Model buffers absent from the file keep their current values (FP32 checkpoint into a
+  /// QAT model: the quantizer buffers are new). Parameters are always required.
+  bool allow_missing_buffers = false;
+  /// When set, receives the names of the model buffers that were not in the file.
+  std::vector<std::string>* missing_buffers = nullptr;
+};
+
+namespace detail {
+
+inline nlohmann::json load(const std::filesystem::path& path, nn::module& model, optim::optimizer* opt,
+                           const load_options* options = nullptr) {
   const checkpoint_errors err(path);
   parsed_checkpoint ck = parse_checkpoint(read_file(path), err);
 
   std::vector<tensor_copy> copies;
+  std::vector<std::string> missing;
+  const bool allow_missing = options != nullptr && options->allow_missing_buffers;
   match_section(ck.parameters, model_parameters(model), "parameter", "model", err, copies);
-  match_section(ck.buffers, model_buffers(model), "buffer", "model", err, copies);
+  match_section(ck.buffers, model_buffers(model), "buffer", "model", err, copies, allow_missing ? &missing : nullptr);
   std::vector<std::pair<std::uint64_t*, std::uint64_t>> counter_copies;
   if (opt != nullptr) {
     err.require(ck.has_optimizer, "the checkpoint holds no optimizer state");
@@ -519,6 +542,7 @@ inline nlohmann::json load(const std::filesystem::path& path, nn::module& model,
     for (const auto& [dst, value] : counter_copies) *dst = value;
     opt->set_lr(ck.optimizer_lr);
   }
+  if (options != nullptr && options->missing_buffers != nullptr) *options->missing_buffers = std::move(missing);
   return std::move(ck.metadata);
 }
 
@@ -615,6 +639,13 @@ inline void save_checkpoint(const std::filesystem::path& path, nn::module& model
 /// is malformed or does not match the model (see the header comment).
 inline nlohmann::json load_checkpoint(const std::filesystem::path& path, nn::module& model) {
   return detail::load(path, model, nullptr);
+}
+
+/// As above with options, e.g. {.allow_missing_buffers = true} to start QAT from an FP32
+/// checkpoint (the quantizer buffers the file lacks keep their initial values).
+inline nlohmann::json load_checkpoint(const std::filesystem::path& path, nn::module& model,
+                                      const load_options& options) {
+  return detail::load(path, model, nullptr, &options);
 }
 
 /// As above, and restores the optimizer's state, counters and lr; the file must hold

@@ -1,10 +1,32 @@
 #pragma once
-// Activation layers: relu and relu6 (no parameters). See functional/activation.hpp.
+// Activation layers: relu, relu6 and identity (no parameters), and the `activation` enum
+// that conv2d, linear, conv_bn and quantized_add take to fuse an activation into the
+// layer. See functional/activation.hpp.
+//
+// Fusing matters for quantization: a layer's output quantizer sits *after* its fused
+// activation (never between the two), so the range it measures is the range the integer
+// kernel's clamp produces, and no levels are spent on values ReLU / ReLU6 discard.
 
 #include "xquant/nn/functional/activation.hpp"
 #include "xquant/nn/module.hpp"
 
 namespace xquant::nn {
+
+/// An activation fused into the preceding layer.
+enum class activation { none, relu, relu6 };
+
+/// act(x); activation::none returns x itself (no op, no copy).
+inline variable apply_activation(activation act, const variable& x) {
+  switch (act) {
+    case activation::relu:
+      return functional::relu(x);
+    case activation::relu6:
+      return functional::relu6(x);
+    case activation::none:
+      break;
+  }
+  return x;
+}
 
 class relu : public module {
  public:
@@ -14,6 +36,13 @@ class relu : public module {
 class relu6 : public module {
  public:
   variable forward(const variable& x) override { return functional::relu6(x); }
+};
+
+/// y = x. Holds a place in a sequential (e.g. where a QAT model fused a ReLU into the
+/// layer before), so that the children keep their indices and parameter names.
+class identity : public module {
+ public:
+  variable forward(const variable& x) override { return x; }
 };
 
 }  // namespace xquant::nn

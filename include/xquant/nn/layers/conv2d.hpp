@@ -5,10 +5,14 @@
 // "bias" [out] — PyTorch's state_dict names. reset_parameters() is PyTorch's default init:
 // kaiming_uniform(a = sqrt(5)) for the weight, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias.
 //
-// Q is the layer's quantization bundle. forward() is written as
-//     y = quantize_output(conv2d(x, weight_for_forward(), bias))
-// so quantization-aware training only fills in the two hooks below (fake quantization of
-// the weight with Q::weight, of the output with Q::activation); the layer stays as is.
+// Q is the layer's quantization bundle (nn/layers/qat.hpp). forward() is
+//     y = quantize_output(act(conv2d(x, weight_for_forward(), bias)))
+// no_quant (FP32): the raw weight, no quantizer. bundle<W, A> (QAT): the weight is
+// fake-quantized with W from its current values at every forward (child
+// "weight_fake_quant"), and the output, after the fused activation config.act, with A
+// (child "activation_post_process", an observer that freeze_observers() stops), unless
+// config.quantize_output is false (conv_bn quantizes after its BatchNorm instead).
+// The parameter names are the same for every Q, so FP32 checkpoints load into QAT layers.
 
 #include <cstddef>
 #include <random>
@@ -17,6 +21,8 @@
 #include "xquant/core/error.hpp"
 #include "xquant/nn/functional/conv2d.hpp"
 #include "xquant/nn/init.hpp"
+#include "xquant/nn/layers/activation.hpp"
+#include "xquant/nn/layers/qat.hpp"
 #include "xquant/nn/module.hpp"
 #include "xquant/quant/scheme.hpp"
 
@@ -29,18 +35,18 @@ struct conv2d_config {
   std::size_t padding = 0;      ///< zero padding on each side
   std::size_t groups = 1;       ///< groups == in == out: depthwise
   bool bias = true;
+  activation act = activation::none;  ///< fused activation, applied before the output quantizer
+  bool quantize_output = true;        ///< QAT: fake-quantize the output (ignored for no_quant)
 };
 
-template <class Q = no_quant>
-class conv2d : public module {
-  static_assert(std::is_same_v<Q, no_quant>,
-                "xquant: fake quantization in layers arrives with quantization-aware training");
-
+template <layer_bundle Q = no_quant>
+class conv2d : public module, public qat_control {
  public:
   using quant_type = Q;
 
   /// Allocates the parameters as zeros; call reset_parameters() (or the model's) to initialise.
-  explicit conv2d(const conv2d_config& config) : config_(config) {
+  explicit conv2d(const conv2d_config& config)
+      : config_(config), weight_fq_(weight_quant_channels<Q>(config.out)) {
     check<value_error>(config.in > 0 && config.out > 0 && config.kernel > 0 && config.stride > 0 &&
                            config.groups > 0,
                        "conv2d layer: in, out, kernel, stride and groups must be positive");
@@ -53,12 +59,16 @@ class conv2d : public module {
       bias_ = variable(array<float>(shape_t{config.out}, 0.f));
       register_parameter("bias", bias_);
     }
+    if constexpr (is_quantized_v<Q>) {
+      register_module("weight_fake_quant", weight_fq_);
+      if (config.quantize_output) register_module("activation_post_process", output_fq_);
+    }
   }
   conv2d(const conv2d_config& config, std::mt19937& rng) : conv2d(config) { reset_parameters(rng); }
 
   variable forward(const variable& x) override {
     variable y = functional::conv2d(x, weight_for_forward(), bias(), options());
-    return quantize_output(std::move(y));
+    return quantize_output(apply_activation(config_.act, y));
   }
 
   void reset_parameters(std::mt19937& rng) override {
@@ -75,17 +85,47 @@ class conv2d : public module {
   /// The bias, or nullptr for a layer without one.
   variable* bias() { return config_.bias ? &bias_ : nullptr; }
 
+  // --- quantization (QAT bundles) ------------------------------------------------------
+  weight_quantizer_t<Q>& weight_quantizer() { return weight_fq_; }
+  activation_quantizer_t<Q>& output_quantizer() { return output_fq_; }
+  /// The weight's quantization parameters, from the current weights (what the next
+  /// forward uses and conversion needs).
+  quant_params weight_params() const
+    requires is_quantized_v<Q>
+  {
+    return weight_quantizer_t<Q>::params_for(weight_.value());
+  }
+  /// The output quantizer's current parameters.
+  quant_params output_params() const
+    requires is_quantized_v<Q>
+  {
+    return output_fq_.params();
+  }
+  void set_observers_frozen(bool on) override { detail::freeze_quantizer<Q>(output_fq_, on); }
+
  private:
   // --- quantization hooks -------------------------------------------------------------
-  // no_quant: the raw weight. QAT: fake_quant<typename Q::weight>(weight_).
-  variable weight_for_forward() const { return weight_; }
-  // no_quant: the output unchanged. QAT: fake_quant<typename Q::activation>(y), unless a
-  // fused activation follows (the quantizer then sits after it).
-  variable quantize_output(variable y) const { return y; }
+  // no_quant: the raw weight. QAT: fake_quant<Q::weight>(weight_), parameters from weight_.
+  variable weight_for_forward() {
+    if constexpr (is_quantized_v<Q>) {
+      return weight_fq_(weight_);
+    } else {
+      return weight_;
+    }
+  }
+  // no_quant: y unchanged. QAT: fake_quant<Q::activation>(y) (y is after the activation).
+  variable quantize_output(variable y) {
+    if constexpr (is_quantized_v<Q>) {
+      if (config_.quantize_output) return output_fq_(y);
+    }
+    return y;
+  }
 
   conv2d_config config_;
   variable weight_;
   variable bias_;
+  [[no_unique_address]] weight_quantizer_t<Q> weight_fq_;
+  [[no_unique_address]] activation_quantizer_t<Q> output_fq_;
 };
 
 }  // namespace xquant::nn

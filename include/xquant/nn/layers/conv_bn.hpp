@@ -7,59 +7,161 @@
 // them), and int8 conversion turns it into one convolution with a fused clamp. Keeping
 // the three together in one module is what lets the trained graph be the graph that runs.
 //
-// Children: "conv" (conv2d<Q>, padding kernel/2 — "same" for odd kernels) and "bn".
+// Children: "conv" (conv2d<Q>, padding kernel/2 — "same" for odd kernels, no bias, no
+// output quantizer of its own) and "bn"; for QAT also "activation_post_process" (the
+// output quantizer) and, inside "conv", "weight_fake_quant". The parameter and BatchNorm
+// buffer names are those of the FP32 module.
+//
+// ---- no_quant ----------------------------------------------------------------------
+//
+//   y = act(bn(conv(x, w)))                                   (unchanged FP32 behaviour)
+//
+// ---- QAT: BatchNorm folding during training ---------------------------------------------
+//
+// Krishnamoorthi 2018 §3.2, Jacob et al. 2018 fig. C.8, as PyTorch's
+// torch.nn.intrinsic.qat.ConvBn2d (_forward_approximate). Per output channel o, with
+// gamma, beta, mu, var the BatchNorm parameters and running statistics:
+//
+//   running_std[o] = sqrt(var[o] + eps)                       float32, a constant
+//   s[o]           = gamma[o] / running_std[o]                gradient reaches gamma
+//   w_fold         = w * s[o]                                 (scale_channels, axis 0)
+//   z              = conv(x, fq_W(w_fold)) / s[o]             (divide_channels, axis 1)
+//   y              = fq_A(act(bn(z)))
+//
+// bn(z) in training mode normalises with the batch statistics of z (and updates the
+// running ones): the division by s[o] undoes the scaling, so z is the convolution with the
+// (fake-quantized) unfolded weight and the batch statistics are those of the FP32 layer;
+// the result is the FP32 conv+BN up to the weight quantization. With frozen BN
+// (freeze_bn() / set_bn_frozen(true)) or in evaluation mode bn() uses the running
+// statistics, and then exactly (in real arithmetic)
+//
+//   y = fq_A(act(conv(x, fq_W(w_fold)) + b_fold)),   b_fold[o] = beta[o] - mu[o] * s[o],
+//
+// the graph the int8 model runs: a convolution with the folded, quantized weight and a
+// bias. folded_weight(), folded_bias(), weight_params() and output_params() give those
+// numbers to conversion. A BatchNorm weight gamma exactly 0 (s = 0) is a value_error.
 
+#include <cmath>
 #include <cstddef>
 #include <random>
 
-#include "xquant/nn/functional/activation.hpp"
+#include "xquant/nn/functional/batch_norm.hpp"
+#include "xquant/nn/functional/channel_scale.hpp"
+#include "xquant/nn/functional/conv2d.hpp"
+#include "xquant/nn/layers/activation.hpp"
 #include "xquant/nn/layers/batch_norm.hpp"
 #include "xquant/nn/layers/conv2d.hpp"
+#include "xquant/nn/layers/qat.hpp"
 #include "xquant/nn/module.hpp"
 
 namespace xquant::nn {
-
-enum class activation { none, relu, relu6 };
 
 struct conv_bn_config {
   std::size_t in = 0, out = 0, kernel = 1, stride = 1, groups = 1;
   activation act = activation::none;
 };
 
-inline variable apply_activation(activation act, const variable& x) {
-  switch (act) {
-    case activation::relu:
-      return functional::relu(x);
-    case activation::relu6:
-      return functional::relu6(x);
-    case activation::none:
-      break;
-  }
-  return x;
-}
-
-template <class Q = no_quant>
-class conv_bn : public module {
+template <layer_bundle Q = no_quant>
+class conv_bn : public module, public qat_control {
  public:
   explicit conv_bn(const conv_bn_config& c)
       : conv_({.in = c.in, .out = c.out, .kernel = c.kernel, .stride = c.stride, .padding = c.kernel / 2,
-               .groups = c.groups, .bias = false}),
+               .groups = c.groups, .bias = false, .quantize_output = false}),
         bn_(c.out),
         act_(c.act) {
     register_module("conv", conv_);
     register_module("bn", bn_);
+    if constexpr (is_quantized_v<Q>) register_module("activation_post_process", output_fq_);
   }
 
-  variable forward(const variable& x) override { return apply_activation(act_, bn_(conv_(x))); }
+  variable forward(const variable& x) override {
+    if constexpr (!is_quantized_v<Q>) {
+      if (!bn_frozen_) return apply_activation(act_, bn_(conv_(x)));
+      return apply_activation(act_, batch_norm(conv_(x), false));
+    } else {
+      const variable s = bn_scale();
+      const variable w_fold = functional::scale_channels(conv_.weight(), s, 0);
+      const variable z = functional::divide_channels(
+          functional::conv2d(x, conv_.weight_quantizer()(w_fold), nullptr, conv_.options()), s, 1);
+      return output_fq_(apply_activation(act_, batch_norm(z, is_training() && !bn_frozen_)));
+    }
+  }
 
   conv2d<Q>& conv() { return conv_; }
   batch_norm2d& bn() { return bn_; }
   activation act() const { return act_; }
 
+  /// BatchNorm uses (and no longer updates) its running statistics, also in training mode.
+  void freeze_bn(bool on = true) { bn_frozen_ = on; }
+  bool bn_frozen() const { return bn_frozen_; }
+  void set_bn_frozen(bool on) override { freeze_bn(on); }
+  void set_observers_frozen(bool on) override { detail::freeze_quantizer<Q>(output_fq_, on); }
+
+  // --- what conversion needs (all from the current parameters and running statistics) ---
+
+  /// s[o] = gamma[o] / sqrt(running_var[o] + eps), float32 as in forward().
+  array<float> fold_factors() {
+    const variable s = bn_scale_no_grad();
+    return s.value();
+  }
+  /// w_fold = w * s[o], bit-identical to the weight forward() fake-quantizes.
+  array<float> folded_weight() {
+    autograd::no_grad_guard no_grad;
+    return functional::scale_channels(conv_.weight(), bn_scale_no_grad(), 0).value();
+  }
+  /// b_fold[o] = beta[o] - running_mean[o] * s[o].
+  array<float> folded_bias() {
+    const array<float> s = fold_factors();
+    array<float> b(shape_t{s.size()});
+    for (std::size_t o = 0; o < s.size(); ++o) {
+      b.data()[o] = bn_.bias().value().data()[o] - bn_.running_mean().data()[o] * s.data()[o];
+    }
+    return b;
+  }
+  /// Quantization parameters of the folded weight (per channel for per_axis<0>).
+  quant_params weight_params()
+    requires is_quantized_v<Q>
+  {
+    return weight_quantizer_t<Q>::params_for(folded_weight());
+  }
+  /// The output quantizer's current parameters (after the activation).
+  quant_params output_params() const
+    requires is_quantized_v<Q>
+  {
+    return output_fq_.params();
+  }
+  activation_quantizer_t<Q>& output_quantizer() { return output_fq_; }
+  weight_quantizer_t<Q>& weight_quantizer() { return conv_.weight_quantizer(); }
+
  private:
+  variable batch_norm(const variable& z, bool training) {
+    return functional::batch_norm(z, bn_.weight(), bn_.bias(), bn_.running_mean(), bn_.running_var(), training,
+                                  bn_.momentum(), bn_.eps());
+  }
+
+  /// gamma / running_std as a variable whose gradient reaches gamma.
+  variable bn_scale() {
+    const array<float>& var = bn_.running_var();
+    array<float> running_std(shape_t{var.size()});
+    const float eps = static_cast<float>(bn_.eps());
+    for (std::size_t o = 0; o < var.size(); ++o) running_std.data()[o] = std::sqrt(var.data()[o] + eps);
+    const variable s = functional::divide_channels(bn_.weight(), variable(std::move(running_std)), 0);
+    for (float f : s.value()) {
+      check<value_error>(f != 0.0f && std::isfinite(f), "conv_bn: BatchNorm folding needs gamma / running_std "
+                         "finite and non-zero, got ", f);
+    }
+    return s;
+  }
+  variable bn_scale_no_grad() {
+    autograd::no_grad_guard no_grad;
+    return bn_scale();
+  }
+
   conv2d<Q> conv_;
   batch_norm2d bn_;
   activation act_;
+  bool bn_frozen_ = false;
+  [[no_unique_address]] activation_quantizer_t<Q> output_fq_;
 };
 
 }  // namespace xquant::nn

@@ -1,10 +1,16 @@
 #pragma once
 // Pooling layers (no parameters): max_pool2d, avg_pool2d (count_include_pad = true) and
-// global_avg_pool ([N, C, H, W] -> [N, C]). See functional/pooling.hpp.
+// global_avg_pool<Q> ([N, C, H, W] -> [N, C]). See functional/pooling.hpp.
+//
+// Quantization: max pooling picks input values, so its output is on the input's grid and
+// needs no quantizer. An average is not on the grid: global_avg_pool<Q> with a QAT
+// bundle fake-quantizes its output with Q::activation (child "activation_post_process");
+// global_avg_pool<> (no_quant) is the plain FP32 op.
 
 #include <cstddef>
 
 #include "xquant/nn/functional/pooling.hpp"
+#include "xquant/nn/layers/qat.hpp"
 #include "xquant/nn/module.hpp"
 
 namespace xquant::nn {
@@ -35,9 +41,24 @@ class avg_pool2d : public module {
   functional::pool2d_options options_;
 };
 
-class global_avg_pool : public module {
+template <layer_bundle Q = no_quant>
+class global_avg_pool : public module, public qat_control {
  public:
-  variable forward(const variable& x) override { return functional::global_avg_pool(x); }
+  global_avg_pool() {
+    if constexpr (is_quantized_v<Q>) register_module("activation_post_process", output_fq_);
+  }
+  variable forward(const variable& x) override {
+    if constexpr (is_quantized_v<Q>) {
+      return output_fq_(functional::global_avg_pool(x));
+    } else {
+      return functional::global_avg_pool(x);
+    }
+  }
+  void set_observers_frozen(bool on) override { detail::freeze_quantizer<Q>(output_fq_, on); }
+  activation_quantizer_t<Q>& output_quantizer() { return output_fq_; }
+
+ private:
+  [[no_unique_address]] activation_quantizer_t<Q> output_fq_;
 };
 
 }  // namespace xquant::nn
