@@ -3,7 +3,9 @@
 // training runs belong to examples/train and the benchmarks, not to the tests.)
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <filesystem>
+#include <vector>
 #include <sstream>
 
 #include "common/fashion_mnist.hpp"
@@ -39,4 +41,32 @@ TEST_CASE("training smoke test: 300 steps of cnn on Fashion-MNIST") {
   CHECK(before > 2.0);
   CHECK(after.loss < 0.8);
   CHECK(after.accuracy > 70.0);  // chance is 10 %; this run reaches ~76 %
+}
+
+TEST_CASE("training is reproducible bit for bit with the same seed") {
+  const auto dir = default_fashion_mnist_dir();
+  if (!std::filesystem::exists(fashion_mnist_files(dir, split::train).first)) {
+    MESSAGE("Fashion-MNIST not installed; skipped");
+    return;
+  }
+  const dataset train = load_fashion_mnist(dir, split::train, 96);
+  auto run = [&] {
+    auto model = make_model("resnet", 7);
+    optim::sgd opt(model->parameters(), {.lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4});
+    const optim::cosine_schedule schedule(0.05, 6);
+    std::ostringstream sink;
+    train::progress_options quiet;
+    quiet.out = &sink;
+    quiet.terminal = false;
+    train::progress bar(1, 6, quiet);
+    train_epoch(*model, opt, schedule, train, 16, 3, 0, bar);
+    std::vector<float> weights;
+    for (const auto& p : model->parameters()) weights.insert(weights.end(), p.var->value().begin(), p.var->value().end());
+    for (const auto& b : model->buffers()) weights.insert(weights.end(), b.value->begin(), b.value->end());
+    return weights;
+  };
+  const std::vector<float> a = run();
+  const std::vector<float> b = run();
+  REQUIRE(a.size() == b.size());
+  CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
