@@ -160,7 +160,7 @@ TEST_CASE("kl_observer: the threshold scales with the data") {
   CHECK(scaled.threshold(0) == 8.0f * one.threshold(0));
 }
 
-TEST_CASE("kl_observer: ReLU outputs with uint8: range [0, t] with 256 levels") {
+TEST_CASE("kl_observer: ReLU outputs with uint8: range (0, t) with 256 levels") {
   const std::vector<float> x = relu(gaussian(100000, 0.0, 1.0, 82));
   kl_observer<act_u8> obs;
   obs.observe(make_array(x));
@@ -179,7 +179,7 @@ TEST_CASE("kl_observer: ReLU outputs with uint8: range [0, t] with 256 levels") 
   CHECK(obs.params().zero_point[0] == 0);
 }
 
-TEST_CASE("kl_observer: asymmetric ranges on mixed-sign data are [max(min, -t), min(max, t)]") {
+TEST_CASE("kl_observer: asymmetric ranges on mixed-sign data are (max(min, -t), min(max, t))") {
   std::vector<float> x = gaussian(50000, 0.0, 1.0, 83);
   for (float& v : x) v = v < 0 ? 0.25f * v : v;  // a leaky-ReLU-like skew
   kl_observer<act_u8> obs;

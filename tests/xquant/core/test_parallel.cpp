@@ -8,7 +8,7 @@
 
 using namespace xquant;
 
-TEST_CASE("parallel_for covers [0, n) exactly once with any thread count") {
+TEST_CASE("parallel_for covers 0..n-1 exactly once with any thread count") {
   thread_pool pool(2);
   for (std::size_t n : {0u, 1u, 2u, 3u, 17u, 1000u}) {
     std::vector<int> hits(n, 0);
@@ -30,7 +30,7 @@ TEST_CASE("resizing a pool that has run jobs does not replay an old job") {
   CHECK(total == 2000);
 }
 
-TEST_CASE("a nested parallel_for runs inline; exceptions propagate") {
+TEST_CASE("a nested parallel_for runs inline, exceptions propagate") {
   thread_pool pool(2);
   std::atomic<int> inner{0};
   pool.parallel_for(4, 1, [&](std::size_t b, std::size_t e) {

@@ -368,7 +368,7 @@ std::int32_t rounding_divide_by_pot(std::int32_t x, int exponent) {
   return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-TEST_CASE("two-step (gemmlowp) rounding is one off near ties; the single rounding shift is not") {
+TEST_CASE("two-step (gemmlowp) rounding is one off near ties, the single rounding shift is not") {
   if constexpr (!have_exact_oracle) return;
   generator g(5);
   int two_step_differs = 0;

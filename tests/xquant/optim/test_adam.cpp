@@ -138,7 +138,7 @@ TEST_CASE("adamw decay is decoupled: with a zero gradient only the decay moves w
   CHECK(u.value()(0) == doctest::Approx(2.0 - 0.1).epsilon(1e-5));
 }
 
-TEST_CASE("adam skips parameters without a gradient; each parameter counts its own steps") {
+TEST_CASE("adam skips parameters without a gradient, each parameter counts its own steps") {
   variable a(array<float>{1.0f}, true);
   variable b(array<float>{1.0f}, true);
   optim::adam opt({{"a", &a}, {"b", &b}}, {.lr = 0.01, .eps = 1e-3});

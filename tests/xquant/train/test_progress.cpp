@@ -141,7 +141,7 @@ TEST_CASE("progress messages keep the bar intact") {
   CHECK(plain.str() == "saved checkpoint\n");
 }
 
-TEST_CASE("progress: an open bar is ended by the destructor; long runs show hours") {
+TEST_CASE("progress: an open bar is ended by the destructor, long runs show hours") {
   std::ostringstream out;
   fake_clock clock;
   {

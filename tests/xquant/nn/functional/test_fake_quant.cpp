@@ -172,7 +172,7 @@ TEST_CASE("ste: the gradient passes everywhere, also at +-Inf") {
   CHECK(input_grad_of<u4<ste>>(mask_x, u4_params) == counting_seed<float>(shape_of(mask_x)));
 }
 
-TEST_CASE("clipped_ste: the gradient passes where the rounded integer is in [qmin, qmax] (PyTorch's mask)") {
+TEST_CASE("clipped_ste: the gradient passes where the rounded integer is in (qmin, qmax) (PyTorch's mask)") {
   // Inside: round(x/s) in [-3, 12]. Ties round half to even: -3.5 -> -4 (out), 12.5 -> 12 (in).
   const std::vector<int> half_even{0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0};
   CHECK(input_grad_of<u4<clipped_ste>>(mask_x, u4_params) == masked_seed(half_even));
@@ -502,7 +502,7 @@ TEST_CASE("pact forward equals fake_quantize with scale alpha / qmax, bit for bi
   CHECK(bit_identical(y, fake_quantize<pact8_a1>(x, p)));
 }
 
-TEST_CASE("pact gradients on hand-made inputs: STE on [0, alpha), alpha gradient on [alpha, inf)") {
+TEST_CASE("pact gradients on hand-made inputs: STE on (0, alpha), alpha gradient on (alpha, inf)") {
   const array<float> x{-inf, -1.0f, 0.0f, 0.1f, 2.99f, 3.0f, 3.01f, 50.0f, inf};
   var32 xv(x, true);
   var32 a(array<float>{3.0f}, true);

@@ -19,7 +19,7 @@ TEST_CASE("max_pool2d on a hand example: the gradient goes to the first maximum"
   CHECK(x.grad() == array<double>{{{{0, 0, 0, 0}, {0, 1, 2, 0}, {0, 0, 4, 0}, {0, 3, 0, 0}}}});
 }
 
-TEST_CASE("max_pool2d with overlapping windows and padding sums gradients; padding never wins") {
+TEST_CASE("max_pool2d with overlapping windows and padding sums gradients, padding never wins") {
   var64 x(array<double>{{{{-1, -2}, {-3, -4}}}}, true);
   const var64 y = max_pool2d(x, pool2d_options::square(3, 1, 1));  // every window sees -1
   CHECK(y.value() == array<double>{{{{-1, -1}, {-1, -1}}}});
@@ -56,7 +56,7 @@ TEST_CASE("avg_pool2d and global_avg_pool pass gradcheck") {
                vars64{v64(random_array(shape_t{2, 3, 5, 7}, rng))});
 }
 
-TEST_CASE("global_avg_pool is the mean of each plane, [N, C, H, W] -> [N, C]") {
+TEST_CASE("global_avg_pool is the mean of each plane, (N, C, H, W) -> (N, C)") {
   const var64 x(array<double>{{{{1, 2}, {3, 4}}, {{0, 0}, {0, 8}}}});
   const var64 y = global_avg_pool(x);
   CHECK(y.shape() == shape_t{1, 2});

@@ -260,7 +260,7 @@ TEST_CASE("conv_bn<w8a8> in training mode normalises with batch statistics and u
   CHECK(q.bn().bias().has_grad());
 }
 
-TEST_CASE("conv_bn<no_quant>: unchanged FP32 forward; freeze_bn uses the running statistics") {
+TEST_CASE("conv_bn<no_quant>: unchanged FP32 forward, freeze_bn uses the running statistics") {
   std::mt19937 rng(23);
   nn::conv_bn<> c({.in = 2, .out = 3, .kernel = 3, .act = nn::activation::relu});
   c.reset_parameters(rng);
@@ -285,7 +285,7 @@ TEST_CASE("conv_bn<no_quant>: unchanged FP32 forward; freeze_bn uses the running
 // quant_stub, quantized_add, quantized_concat, global_avg_pool<Q>
 // ---------------------------------------------------------------------------------------
 
-TEST_CASE("quantized_add: FP32 is add (+ ReLU); QAT adds the output fake-quant after the ReLU") {
+TEST_CASE("quantized_add: FP32 is add (+ ReLU), QAT adds the output fake-quant after the ReLU") {
   std::mt19937 rng(31);
   const variable a(rand_f({2, 3, 4, 4}, rng)), b(rand_f({2, 3, 4, 4}, rng));
   nn::quantized_add<> fp(nn::activation::relu);
