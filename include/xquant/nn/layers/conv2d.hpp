@@ -22,8 +22,7 @@
 #include "xquant/nn/functional/conv2d.hpp"
 #include "xquant/nn/init.hpp"
 #include "xquant/nn/layers/activation.hpp"
-#include "xquant/nn/layers/qat.hpp"
-#include "xquant/nn/module.hpp"
+#include "xquant/nn/layers/weighted_layer.hpp"
 #include "xquant/quant/scheme.hpp"
 
 namespace xquant::nn {
@@ -40,40 +39,23 @@ struct conv2d_config {
 };
 
 template <layer_bundle Q = no_quant>
-class conv2d : public module, public qat_control {
- public:
-  using quant_type = Q;
+class conv2d : public weighted_layer<Q> {
+  using base = weighted_layer<Q>;
 
+ public:
   /// Allocates the parameters as zeros; call reset_parameters() (or the model's) to initialise.
   explicit conv2d(const conv2d_config& config)
-      : config_(config), weight_fq_(weight_quant_channels<Q>(config.out)) {
-    check<value_error>(config.in > 0 && config.out > 0 && config.kernel > 0 && config.stride > 0 &&
-                           config.groups > 0,
-                       "conv2d layer: in, out, kernel, stride and groups must be positive");
-    check<shape_error>(config.in % config.groups == 0 && config.out % config.groups == 0,
-                       "conv2d layer: groups = ", config.groups, " must divide in (", config.in, ") and out (",
-                       config.out, ")");
-    weight_ = variable(array<float>(shape_t{config.out, config.in / config.groups, config.kernel, config.kernel}, 0.f));
-    register_parameter("weight", weight_);
-    if (config.bias) {
-      bias_ = variable(array<float>(shape_t{config.out}, 0.f));
-      register_parameter("bias", bias_);
-    }
-    if constexpr (is_quantized_v<Q>) {
-      register_module("weight_fake_quant", weight_fq_);
-      if (config.quantize_output) register_module("activation_post_process", output_fq_);
-    }
-  }
+      : base(weight_shape(config), config.bias, config.quantize_output), config_(config) {}
   conv2d(const conv2d_config& config, std::mt19937& rng) : conv2d(config) { reset_parameters(rng); }
 
   variable forward(const variable& x) override {
-    variable y = functional::conv2d(x, weight_for_forward(), bias(), options());
-    return quantize_output(apply_activation(config_.act, y));
+    variable y = functional::conv2d(x, base::weight_for_forward(), base::bias(), options());
+    return base::quantize_output(apply_activation(config_.act, y));
   }
 
   void reset_parameters(std::mt19937& rng) override {
-    init::kaiming_uniform(weight_.value(), rng);
-    if (config_.bias) init::bias_uniform(bias_.value(), init::compute_fans(weight_.shape()).in, rng);
+    init::kaiming_uniform(base::weight_.value(), rng);
+    if (config_.bias) init::bias_uniform(base::bias_.value(), init::compute_fans(base::weight_.shape()).in, rng);
   }
 
   const conv2d_config& config() const { return config_; }
@@ -81,51 +63,19 @@ class conv2d : public module, public qat_control {
     return {.stride_h = config_.stride, .stride_w = config_.stride, .pad_h = config_.padding,
             .pad_w = config_.padding, .groups = config_.groups};
   }
-  variable& weight() { return weight_; }
-  /// The bias, or nullptr for a layer without one.
-  variable* bias() { return config_.bias ? &bias_ : nullptr; }
-
-  // --- quantization (QAT bundles) ------------------------------------------------------
-  weight_quantizer_t<Q>& weight_quantizer() { return weight_fq_; }
-  activation_quantizer_t<Q>& output_quantizer() { return output_fq_; }
-  /// The weight's quantization parameters, from the current weights (what the next
-  /// forward uses and conversion needs).
-  quant_params weight_params() const
-    requires is_quantized_v<Q>
-  {
-    return weight_quantizer_t<Q>::params_for(weight_.value());
-  }
-  /// The output quantizer's current parameters.
-  quant_params output_params() const
-    requires is_quantized_v<Q>
-  {
-    return output_fq_.params();
-  }
-  void set_observers_frozen(bool on) override { detail::freeze_quantizer<Q>(output_fq_, on); }
 
  private:
-  // --- quantization hooks -------------------------------------------------------------
-  // no_quant: the raw weight. QAT: fake_quant<Q::weight>(weight_), parameters from weight_.
-  variable weight_for_forward() {
-    if constexpr (is_quantized_v<Q>) {
-      return weight_fq_(weight_);
-    } else {
-      return weight_;
-    }
-  }
-  // no_quant: y unchanged. QAT: fake_quant<Q::activation>(y) (y is after the activation).
-  variable quantize_output(variable y) {
-    if constexpr (is_quantized_v<Q>) {
-      if (config_.quantize_output) return output_fq_(y);
-    }
-    return y;
+  static shape_t weight_shape(const conv2d_config& config) {
+    check<value_error>(config.in > 0 && config.out > 0 && config.kernel > 0 && config.stride > 0 &&
+                           config.groups > 0,
+                       "conv2d layer: in, out, kernel, stride and groups must be positive");
+    check<shape_error>(config.in % config.groups == 0 && config.out % config.groups == 0,
+                       "conv2d layer: groups = ", config.groups, " must divide in (", config.in, ") and out (",
+                       config.out, ")");
+    return {config.out, config.in / config.groups, config.kernel, config.kernel};
   }
 
   conv2d_config config_;
-  variable weight_;
-  variable bias_;
-  [[no_unique_address]] weight_quantizer_t<Q> weight_fq_;
-  [[no_unique_address]] activation_quantizer_t<Q> output_fq_;
 };
 
 }  // namespace xquant::nn

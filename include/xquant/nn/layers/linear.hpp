@@ -15,8 +15,7 @@
 #include "xquant/nn/functional/linear.hpp"
 #include "xquant/nn/init.hpp"
 #include "xquant/nn/layers/activation.hpp"
-#include "xquant/nn/layers/qat.hpp"
-#include "xquant/nn/module.hpp"
+#include "xquant/nn/layers/weighted_layer.hpp"
 #include "xquant/quant/scheme.hpp"
 
 namespace xquant::nn {
@@ -29,77 +28,34 @@ struct linear_config {
 };
 
 template <layer_bundle Q = no_quant>
-class linear : public module, public qat_control {
- public:
-  using quant_type = Q;
+class linear : public weighted_layer<Q> {
+  using base = weighted_layer<Q>;
 
+ public:
   /// Allocates the parameters as zeros; call reset_parameters() (or the model's) to initialise.
   explicit linear(const linear_config& config)
-      : config_(config), weight_fq_(weight_quant_channels<Q>(config.out)) {
-    check<value_error>(config.in > 0 && config.out > 0, "linear layer: in and out must be positive");
-    weight_ = variable(array<float>(shape_t{config.out, config.in}, 0.f));
-    register_parameter("weight", weight_);
-    if (config.bias) {
-      bias_ = variable(array<float>(shape_t{config.out}, 0.f));
-      register_parameter("bias", bias_);
-    }
-    if constexpr (is_quantized_v<Q>) {
-      register_module("weight_fake_quant", weight_fq_);
-      if (config.quantize_output) register_module("activation_post_process", output_fq_);
-    }
-  }
+      : base(weight_shape(config), config.bias, config.quantize_output), config_(config) {}
   linear(const linear_config& config, std::mt19937& rng) : linear(config) { reset_parameters(rng); }
 
   variable forward(const variable& x) override {
-    variable y = functional::linear(x, weight_for_forward(), bias());
-    return quantize_output(apply_activation(config_.act, y));
+    variable y = functional::linear(x, base::weight_for_forward(), base::bias());
+    return base::quantize_output(apply_activation(config_.act, y));
   }
 
   void reset_parameters(std::mt19937& rng) override {
-    init::kaiming_uniform(weight_.value(), rng);
-    if (config_.bias) init::bias_uniform(bias_.value(), config_.in, rng);
+    init::kaiming_uniform(base::weight_.value(), rng);
+    if (config_.bias) init::bias_uniform(base::bias_.value(), config_.in, rng);
   }
 
   const linear_config& config() const { return config_; }
-  variable& weight() { return weight_; }
-  /// The bias, or nullptr for a layer without one.
-  variable* bias() { return config_.bias ? &bias_ : nullptr; }
-
-  // --- quantization (QAT bundles): as conv2d<Q> ----------------------------------------
-  weight_quantizer_t<Q>& weight_quantizer() { return weight_fq_; }
-  activation_quantizer_t<Q>& output_quantizer() { return output_fq_; }
-  quant_params weight_params() const
-    requires is_quantized_v<Q>
-  {
-    return weight_quantizer_t<Q>::params_for(weight_.value());
-  }
-  quant_params output_params() const
-    requires is_quantized_v<Q>
-  {
-    return output_fq_.params();
-  }
-  void set_observers_frozen(bool on) override { detail::freeze_quantizer<Q>(output_fq_, on); }
 
  private:
-  variable weight_for_forward() {
-    if constexpr (is_quantized_v<Q>) {
-      return weight_fq_(weight_);
-    } else {
-      return weight_;
-    }
-  }
-  variable quantize_output(variable y) {
-    if constexpr (is_quantized_v<Q>) {
-      if (config_.quantize_output) return output_fq_(y);
-    }
-    return y;
+  static shape_t weight_shape(const linear_config& config) {
+    check<value_error>(config.in > 0 && config.out > 0, "linear layer: in and out must be positive");
+    return {config.out, config.in};
   }
 
   linear_config config_;
-  variable weight_;
-  variable bias_;
-  [[no_unique_address]] weight_quantizer_t<Q> weight_fq_;
-  [[no_unique_address]] activation_quantizer_t<Q> output_fq_;
 };
 
 }  // namespace xquant::nn
