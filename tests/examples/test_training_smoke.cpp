@@ -16,13 +16,25 @@
 using namespace xquant;
 using namespace xquant::examples;
 
-TEST_CASE("training smoke test: 300 steps of cnn on Fashion-MNIST") {
+namespace {
+// Under AddressSanitizer the same loop is ~50x slower; the sanitizer build trains fewer
+// steps against a correspondingly weaker (still far above chance) bound.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr std::size_t smoke_images = 3200;  // 100 steps
+constexpr double smoke_loss_bound = 1.0, smoke_accuracy_bound = 60.0;
+#else
+constexpr std::size_t smoke_images = 9600;  // 300 steps
+constexpr double smoke_loss_bound = 0.8, smoke_accuracy_bound = 70.0;
+#endif
+}  // namespace
+
+TEST_CASE("training smoke test: a few hundred steps of cnn on Fashion-MNIST") {
   const auto dir = default_fashion_mnist_dir();
   if (!std::filesystem::exists(fashion_mnist_files(dir, split::train).first)) {
     MESSAGE("Fashion-MNIST not installed; skipped");
     return;
   }
-  const dataset train = load_fashion_mnist(dir, split::train, 9600);
+  const dataset train = load_fashion_mnist(dir, split::train, smoke_images);
   const dataset test = load_fashion_mnist(dir, split::test, 2000);
   auto model = make_model("cnn", 0);
   const double before = evaluate(*model, test).loss;
@@ -39,8 +51,8 @@ TEST_CASE("training smoke test: 300 steps of cnn on Fashion-MNIST") {
   MESSAGE("loss " << before << " -> train " << r.loss << ", test " << after.loss << "; test accuracy "
                   << after.accuracy << " %");
   CHECK(before > 2.0);
-  CHECK(after.loss < 0.8);
-  CHECK(after.accuracy > 70.0);  // chance is 10 %; this run reaches ~76 %
+  CHECK(after.loss < smoke_loss_bound);
+  CHECK(after.accuracy > smoke_accuracy_bound);  // chance is 10 %; 300 steps reach ~76 %, 100 ~77 %
 }
 
 TEST_CASE("training is reproducible bit for bit with the same seed") {
