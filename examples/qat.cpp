@@ -2,7 +2,8 @@
 // with the QAT recipe of shared/reference-models.md:
 //
 //   1. load the FP32 checkpoint into the QAT model (same parameter names; the quantizer
-//      buffers are new and start at scale 1, zero point 0);
+//      tensors are new: min/max quantizer buffers start at scale 1, zero point 0, LSQ step
+//      sizes are initialised by their first training forward, i.e. in step 2);
 //   2. calibrate: a few batches of the first 1,000 training images in training mode without
 //      gradients and with BN statistics frozen, so the activation observers start from
 //      sensible ranges before the first step;
@@ -13,13 +14,20 @@
 //      holds every quantizer's parameters (buffers "...weight_fake_quant.scale",
 //      "...activation_post_process.scale", ... next to the FP32 names).
 //
-//   qat --model cnn|mobilenet|resnet --bundle w8a8|w4a8|w4a4 [--estimator ste|clipped_ste]
+//   qat --model cnn|mobilenet|resnet --bundle w8a8|w4a8|w4a4 [--estimator ste|clipped_ste|lsq]
 //       --from cnn.xqckpt [--epochs 3] [--threads 1] [--out cnn_w8a8.xqckpt]
 //       [--edge8 1] [--calib-batches 8] [--limit N] [--seed 0]
 //
 // --edge8 1 keeps the input stub, the first convolution and the last dense layer at w8a8
 // (mixed precision). The bundle is a compile-time type: the strings are dispatched to a
 // fixed set of instantiations below.
+//
+// --estimator lsq learns the step sizes (LSQ, Esser et al. 2019; nn::lsq_fake_quant): per
+// output channel for weights, per tensor for activations. They start from min/max: the
+// weights' own, and the first calibration batch's for activations (which also fixes the
+// activation zero point: qmin after ReLU / ReLU6). "Activation ranges frozen" in the last
+// epoch means that the activation step sizes stop learning; the weight step sizes keep
+// learning. (With --epochs 1 that last epoch is the only one.)
 
 #include <cstdio>
 #include <cstdlib>
@@ -62,7 +70,8 @@ struct run_options {
 };
 
 /// Calibration: observers see calib_images in calib_batches batches; BN stays on its
-/// running statistics (frozen), nothing is trained.
+/// running statistics (frozen), nothing is trained. LSQ quantizers initialise their step
+/// sizes (and activation zero points) from the first batch.
 void calibrate(nn::module& model, const dataset& train, const qat_recipe& r) {
   autograd::no_grad_guard no_grad;
   model.train();
@@ -83,10 +92,15 @@ template <class Q, class Qedge>
 int run(const run_options& o, const dataset& train, const dataset& test) {
   const qat_recipe& r = o.recipe;
   auto model = make_model<Q, Qedge>(o.model, r.seed);
-  std::vector<std::string> missing;
-  io::load_checkpoint(o.from, *model, io::load_options{.allow_missing_buffers = true, .missing_buffers = &missing});
-  std::printf("%s %s%s: loaded %s (%zu quantizer buffers start at their initial values)\n", o.model.c_str(),
-              o.bundle.c_str(), o.edge8 ? " (edges w8a8)" : "", o.from.c_str(), missing.size());
+  // Through the FP32 model: the file must match it exactly; the QAT model has the same
+  // names plus its quantizers' (LSQ step sizes are parameters, see copy_state).
+  const std::vector<std::string> missing = [&] {
+    auto fp32 = make_model<no_quant>(o.model, r.seed);
+    io::load_checkpoint(o.from, *fp32);
+    return copy_state(*fp32, *model);
+  }();
+  std::printf("%s %s%s, %s: loaded %s (%zu quantizer tensors start at their initial values)\n", o.model.c_str(),
+              o.bundle.c_str(), o.edge8 ? " (edges w8a8)" : "", o.estimator.c_str(), o.from.c_str(), missing.size());
 
   calibrate(*model, train, r);
   const eval_result before = evaluate(*model, test);
@@ -100,7 +114,7 @@ int run(const run_options& o, const dataset& train, const dataset& test) {
   for (std::size_t epoch = 0; epoch < r.epochs; ++epoch) {
     if (epoch + 1 == r.epochs) {
       nn::freeze_bn(*model, true);         // BN: running statistics only, no more updates
-      nn::freeze_observers(*model, true);  // activation ranges fixed; weights keep following
+      nn::freeze_observers(*model, true);  // activation ranges (LSQ: step sizes) fixed; weights keep following
     }
     train_epoch(*model, opt, schedule, train, r.batch, r.seed, epoch, bar);
   }
@@ -129,7 +143,7 @@ int dispatch_bundle(const run_options& o, const dataset& train, const dataset& t
 }  // namespace
 
 int main(int argc, char** argv) try {
-  args a(argc, argv, "qat --model cnn|mobilenet|resnet --bundle w8a8|w4a8|w4a4 [--estimator ste|clipped_ste] "
+  args a(argc, argv, "qat --model cnn|mobilenet|resnet --bundle w8a8|w4a8|w4a4 [--estimator ste|clipped_ste|lsq] "
                      "--from FILE [--epochs 3] [--threads N] [--out FILE] [--edge8 0|1] [--calib-batches N] "
                      "[--limit N] [--seed N]");
   run_options o;
@@ -152,11 +166,8 @@ int main(int argc, char** argv) try {
   const dataset test = load_fashion_mnist(split::test);
   if (o.estimator == "clipped_ste") return dispatch_bundle<clipped_ste>(o, train, test);
   if (o.estimator == "ste") return dispatch_bundle<ste>(o, train, test);
-  if (o.estimator == "lsq") {
-    throw value_error("--estimator lsq (learned step sizes, nn::lsq_fake_quant) is not wired into the "
-                      "layers yet; use ste or clipped_ste");
-  }
-  throw value_error("unknown --estimator '" + o.estimator + "' (ste, clipped_ste)");
+  if (o.estimator == "lsq") return dispatch_bundle<lsq>(o, train, test);
+  throw value_error("unknown --estimator '" + o.estimator + "' (ste, clipped_ste, lsq)");
 } catch (const std::exception& e) {
   std::fprintf(stderr, "qat: %s\n", e.what());
   return 1;

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(g++ cmake ninja-build libxtensor-dev libxsimd-dev doctest-dev nlohmann-json3-dev
-          zlib1g-dev libcli11-dev dataset-fashion-mnist)
+          zlib1g-dev libcli11-dev dataset-fashion-mnist clang libclang-rt-14-dev)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(libbenchmark-dev hyperfine python3-torch)
 fi

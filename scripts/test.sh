@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: installs missing dependencies, builds and runs every test twice —
-# an optimized build (default arch and -march=native test binaries, compile-fail tests,
-# package consumer tests), then the unit tests under AddressSanitizer + UBSan.
+# The test command: installs missing dependencies, builds and runs every test: an optimized
+# build (default arch and -march=native test binaries, compile-fail tests, README example,
+# examples, package consumer tests), the int8 model loader under libFuzzer (clang), then the
+# unit tests again under AddressSanitizer + UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -10,6 +11,12 @@ jobs=$(nproc)
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build/release -j "$jobs"
 ctest --test-dir build/release --output-on-failure -j "$jobs"
+
+# The int8 model loader under libFuzzer (clang; ASan + UBSan), from generated seeds, 20 s.
+cmake -S . -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DXQUANT_BUILD_EXAMPLES=OFF -DXQUANT_TEST_NATIVE=OFF
+cmake --build build/fuzz -j "$jobs" --target fuzz_int8_model_file make_int8_model_seeds
+ctest --test-dir build/fuzz -L fuzz --output-on-failure
 
 # Sanitizers: only the executables' tests (compile-fail and packaging run nothing new).
 cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

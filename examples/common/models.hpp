@@ -20,9 +20,12 @@
 // bundles in the same way; every layer's output quantizer defines the grid of the next
 // layer's input.
 
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "xquant/autograd/ops.hpp"
@@ -208,6 +211,33 @@ class resnet : public quantized_sequential<Qedge> {
 };
 
 inline const char* const model_names[] = {"cnn", "mobilenet", "resnet"};
+
+/// Copies every parameter and buffer of `from` into the tensor of the same name in `to`:
+/// an FP32 model into its QAT version, whose names are the FP32 names plus the
+/// quantizers'. (io::load_checkpoint can leave buffers missing but not parameters, and
+/// LSQ step sizes are parameters, so QAT loads an FP32 checkpoint into the FP32 model and
+/// copies from there.) Returns the names of `to`'s tensors that `from` lacks, which keep
+/// their values. Throws value_error, with `to` unchanged, when `to` lacks one of `from`'s
+/// tensors or has it with another shape.
+inline std::vector<std::string> copy_state(nn::module& from, nn::module& to) {
+  std::map<std::string, array<float>*> targets;
+  for (auto& p : to.parameters()) targets[p.name] = &p.var->value();
+  for (auto& b : to.buffers()) targets[b.name] = b.value;
+  std::vector<std::pair<const array<float>*, array<float>*>> copies;
+  auto match = [&](const std::string& name, const array<float>& source) {
+    const auto it = targets.find(name);
+    check(it != targets.end() && it->second->shape() == source.shape(), "copy_state: the target model has no tensor '",
+          name, "' of shape ", shape_string(shape_of(source)));
+    copies.emplace_back(&source, it->second);
+    targets.erase(it);
+  };
+  for (auto& p : from.parameters()) match(p.name, p.var->value());
+  for (auto& b : from.buffers()) match(b.name, *b.value);
+  for (const auto& [source, target] : copies) std::copy(source->begin(), source->end(), target->begin());
+  std::vector<std::string> missing;
+  for (const auto& t : targets) missing.push_back(t.first);
+  return missing;
+}
 
 /// A reference model by name, initialised from `seed` as PyTorch's defaults would.
 template <class Q = no_quant, class Qedge = Q>

@@ -74,4 +74,46 @@ inline gradcheck_result gradcheck(const function64& f, std::vector<basic_variabl
   return result;
 }
 
+/// Whether f's backward adds to gradients that already exist: running forward and backward
+/// twice without zero_grad must give twice the gradient of one run (exactly when one
+/// contribution reaches each input; up to rounding, 1e-12 relative, when several are
+/// summed in another order). The first run finds no gradients (ops may then store, see
+/// input_grad_target), the second adds to them; an op that stores where it must add, or
+/// adds to an uninitialised buffer, fails here. f must be deterministic. `where` receives
+/// the first difference.
+inline bool gradient_accumulates(const function64& f, std::vector<basic_variable<double>> inputs,
+                                 std::string* where = nullptr, unsigned seed = 1) {
+  for (auto& in : inputs) {
+    in.set_requires_grad(true);
+    in.zero_grad();
+  }
+  std::vector<array<double>> once;
+  for (int run = 0; run < 2; ++run) {
+    basic_variable<double> out = f(inputs);
+    array<double> weights(out.value().shape());
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<double> dist(-1.0, 1.0);
+    for (auto& w : weights) w = dist(rng);
+    backward(out, &weights);
+    if (run == 0)
+      for (auto& in : inputs) once.push_back(in.grad());
+  }
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    if (!inputs[k].has_grad()) continue;  // no gradient reaches this input
+    const array<double>& twice = inputs[k].grad();
+    for (std::size_t i = 0; i < twice.size(); ++i) {
+      const double expected = 2 * once[k].data()[i];
+      if (!(std::abs(twice.data()[i] - expected) <= 1e-12 * std::abs(expected))) {
+        if (where) {
+          *where = "input " + std::to_string(k) + ", element " + std::to_string(i) + ": " +
+                   std::to_string(twice.data()[i]) + " after two runs, " + std::to_string(once[k].data()[i]) +
+                   " after one";
+        }
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace xquant::autograd

@@ -7,6 +7,7 @@
 #include <cstddef>
 
 #include "xquant/autograd/variable.hpp"
+#include "xquant/core/parallel.hpp"
 
 namespace xquant::autograd {
 
@@ -18,7 +19,8 @@ void require_same_shape(const basic_variable<T>& a, const basic_variable<T>& b, 
 }
 }  // namespace detail
 
-/// a + b (same shape). The residual add of ResNet and MobileNet blocks.
+/// a + b (same shape). The residual add of ResNet and MobileNet blocks. Both passes run in
+/// parallel chunks (core/parallel.hpp: parallel_elementwise).
 template <class T>
 basic_variable<T> add(const basic_variable<T>& a, const basic_variable<T>& b) {
   detail::require_same_shape(a, b, "add");
@@ -26,13 +28,21 @@ basic_variable<T> add(const basic_variable<T>& a, const basic_variable<T>& b) {
   const T* pa = a.value().data();
   const T* pb = b.value().data();
   T* po = out.data();
-  for (std::size_t i = 0; i < out.size(); ++i) po[i] = pa[i] + pb[i];
+  parallel_elementwise(out.size(), [pa, pb, po](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) po[i] = pa[i] + pb[i];
+  });
   return make_result<T>(std::move(out), {a, b}, [](node<T>& n) {
-    for (auto& in : n.inputs) {
+    for (auto& in : n.inputs) {  // sequential: a and b may be the same node
       if (!in->requires_grad) continue;
-      T* g = input_grad(*in).data();
+      const grad_target<T> g = input_grad_target(*in);
       const T* go = n.grad.data();
-      for (std::size_t i = 0; i < n.grad.size(); ++i) g[i] += go[i];
+      parallel_elementwise(n.grad.size(), [g, go](std::size_t begin, std::size_t end) {
+        if (g.fresh) {
+          std::copy(go + begin, go + end, g.data + begin);
+        } else {
+          for (std::size_t i = begin; i < end; ++i) g.data[i] += go[i];
+        }
+      });
     }
   });
 }
@@ -79,8 +89,12 @@ basic_variable<T> reshape(const basic_variable<T>& a, const shape_t& shape) {
   array<T> out(shape);
   std::copy(a.value().begin(), a.value().end(), out.begin());
   return make_result<T>(std::move(out), {a}, [](node<T>& n) {
-    T* g = input_grad(*n.inputs[0]).data();
-    for (std::size_t i = 0; i < n.grad.size(); ++i) g[i] += n.grad.data()[i];
+    const grad_target<T> g = input_grad_target(*n.inputs[0]);
+    if (g.fresh) {
+      std::copy(n.grad.begin(), n.grad.end(), g.data);
+    } else {
+      for (std::size_t i = 0; i < n.grad.size(); ++i) g.data[i] += n.grad.data()[i];
+    }
   });
 }
 

@@ -106,6 +106,27 @@ array<T>& input_grad(node<T>& n) {
   return n.grad;
 }
 
+/// Where a backward function puts the gradient of one input (input_grad_target).
+template <class T>
+struct grad_target {
+  T* data;
+  bool fresh;  ///< the buffer is new and uninitialised: write every element (=), do not add
+};
+
+/// Like input_grad, for an op that writes every element of the input's gradient: when the
+/// input has no gradient yet (the common case: a graph's interior nodes get their first
+/// and often only contribution), the buffer is allocated without zeroing and `fresh` is
+/// set, and the op stores instead of adding. That saves the zero fill and the read of the
+/// zeros, two passes over a tensor as large as the activation. Otherwise it is input_grad.
+template <class T>
+grad_target<T> input_grad_target(node<T>& n) {
+  if (n.grad.size() != n.value.size() || n.grad.shape() != n.value.shape()) {
+    n.grad = array<T>(n.value.shape());  // xtensor leaves trivial element types uninitialised
+    return {n.grad.data(), true};
+  }
+  return {n.grad.data(), false};
+}
+
 /// Records the result of an op. When grad mode is off or no input requires a gradient,
 /// the result is a plain constant and `backward_fn` is dropped (no graph, no capture).
 template <class T, class Backward>

@@ -26,7 +26,9 @@
 #include <vector>
 
 #include "xquant/core/error.hpp"
+#include "xquant/core/parallel.hpp"
 #include "xquant/core/tensor.hpp"
+#include "xquant/kernels/fake_quant.hpp"
 #include "xquant/quant/choose_params.hpp"
 #include "xquant/quant/params.hpp"
 #include "xquant/quant/scheme.hpp"
@@ -88,8 +90,26 @@ struct batch_stats {
   std::vector<value_range> ranges;
 };
 
+/// [lo, hi] of the n floats at x widened by their values, on several threads when n is
+/// large (min and max do not depend on the order); returns true when x holds a NaN.
+inline bool parallel_min_max(const float* x, std::size_t n, value_range& r) {
+  constexpr std::size_t chunk = std::size_t{1} << 16;
+  const std::size_t chunks = (n + chunk - 1) / chunk;
+  if (chunks < 2 || num_threads() == 1) return kernels::min_max(x, n, r.min, r.max);
+  std::vector<value_range> part(chunks);
+  std::vector<char> nan(chunks, 0);
+  parallel_for(chunks, 1, [&](std::size_t first, std::size_t last) {
+    for (std::size_t k = first; k < last; ++k) {
+      nan[k] = kernels::min_max(x + k * chunk, std::min(chunk, n - k * chunk), part[k].min, part[k].max);
+    }
+  });
+  for (const value_range& p : part) r.include(p);
+  return std::find(nan.begin(), nan.end(), 1) != nan.end();
+}
+
 /// Checks an observe() input (see the header comment) and scans per-channel min/max in
-/// the same pass. `axis` is observer_axis<Scheme>; `who` names the observer in messages.
+/// one vectorised pass (kernels::min_max). `axis` is observer_axis<Scheme>; `who` names
+/// the observer in messages.
 inline batch_stats scan_batch(std::span<const float> x, std::span<const std::size_t> shape, int axis,
                               const char* who) {
   check<shape_error>(x.size() == element_count(shape), who, ": data has ", x.size(), " elements but shape ",
@@ -101,17 +121,17 @@ inline batch_stats scan_batch(std::span<const float> x, std::span<const std::siz
                      " (rank ", shape.size(), ")");
   batch_stats stats{axis_layout::of(shape, axis), {}};
   stats.ranges.resize(stats.layout.channels);
-  bool finite = true;
-  for_each_channel_run(x.data(), stats.layout, [&](std::size_t c, const float* p, std::size_t n) {
-    float lo = stats.ranges[c].min;
-    float hi = stats.ranges[c].max;
-    for (std::size_t k = 0; k < n; ++k) {
-      const float v = p[k];
-      finite = finite && std::isfinite(v);
-      lo = std::min(lo, v);
-      hi = std::max(hi, v);
-    }
-    stats.ranges[c] = {lo, hi};
+  bool nan = false;
+  if (stats.layout.channels == 1) {
+    nan = parallel_min_max(x.data(), x.size(), stats.ranges[0]);
+  } else {
+    for_each_channel_run(x.data(), stats.layout, [&](std::size_t c, const float* p, std::size_t n) {
+      nan = kernels::min_max(p, n, stats.ranges[c].min, stats.ranges[c].max) || nan;
+    });
+  }
+  // Every channel saw at least one value: its range is finite unless x holds an infinity.
+  const bool finite = !nan && std::all_of(stats.ranges.begin(), stats.ranges.end(), [](const value_range& r) {
+    return std::isfinite(r.min) && std::isfinite(r.max);
   });
   if (!finite) throw_first_non_finite(x, shape, who);
   return stats;

@@ -5,9 +5,14 @@
 //
 // Implementation (kernels/gemm/): op(A) and op(B) are packed into aligned panels
 // (pack.hpp, transposes resolved there), blocked for L1 / L2 (blocking.hpp) and multiplied
-// by a register-tiled xsimd micro-kernel (microkernel.hpp); driver.hpp has the loops.
-// Results differ from the reference only by summation order (k is summed in blocks, each
-// block in k order with FMAs), and never depend on the thread count.
+// by a register-tiled xsimd micro-kernel (microkernel.hpp); driver.hpp has the loops. When
+// all of M fits one A block (the conv GEMMs: M is a channel count) and op(B)'s rows are
+// contiguous, the micro-kernel reads B in place instead of from packed panels. Results
+// differ from the reference only by summation order (k is summed in blocks, each block in
+// k order with FMAs), and never depend on the thread count or on packed vs in place.
+//
+// gemm_indexed: B given by the start of each of its rows instead of a leading dimension
+// (implicit im2col: nn::conv2d's padded-grid path).
 //
 // Arch. gemm<Arch>(...) runs the kernel for one xsimd arch (tests run every compiled-in
 // arch the CPU has); gemm<T>(...) uses simd::default_arch, except for tiny products (at
@@ -56,6 +61,24 @@ problem<T> make_problem(bool trans_a, bool trans_b, std::size_t m, std::size_t n
   return {op_view(a, lda, trans_a), op_view(b, ldb, trans_b), m, n, k, alpha, beta, c, ldc};
 }
 
+/// C = alpha * op(A) * op(B) + beta * C with row i of B at b + b_rows[i]: the reference
+/// loop of gemm_indexed, for the scalar types the packed kernel does not take.
+template <class T>
+void indexed_reference(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
+                       std::size_t lda, const T* b, const std::size_t* b_rows, T beta, T* c, std::size_t ldc) {
+  for (std::size_t i = 0; i < m; ++i) {
+    for (std::size_t j = 0; j < n; ++j) {
+      T acc = 0;
+      for (std::size_t p = 0; p < k; ++p) {
+        const T av = trans_a ? a[p * lda + i] : a[i * lda + p];
+        acc += av * (trans_b ? b[b_rows[j] + p] : b[b_rows[p] + j]);
+      }
+      T& out = c[i * ldc + j];
+      out = beta == T(0) ? alpha * acc : alpha * acc + beta * out;
+    }
+  }
+}
+
 }  // namespace gemm_detail
 
 /// C = alpha * op(A) * op(B) + beta * C with the micro-kernel for Arch (see reference::gemm).
@@ -80,6 +103,33 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
     gemm<simd::default_arch, T>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   } else {
     reference::gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+}
+
+/// gemm with B given by the start of each of its rows: row i of B is the contiguous run
+/// b + b_rows[i] (n elements when !trans_b, B being k x n; k elements when trans_b, B being
+/// n x k). b_rows[i] = i * ldb is plain gemm<Arch>, with the same bits. Rows may overlap:
+/// this is implicit im2col (nn::conv2d), whose im2col rows are shifted windows of one
+/// padded image, read in place by the packing instead of copied into a matrix first.
+template <gemm_detail::simd_arch Arch, gemm_detail::simd_float T>
+void gemm_indexed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
+                  std::size_t lda, const T* b, const std::size_t* b_rows, T beta, T* c, std::size_t ldc) {
+  thread_pool& pool = default_pool();
+  const bool parallel = m * n * k >= gemm_detail::parallel_threshold && gemm_detail::pool_usable(pool);
+  const gemm_detail::problem<T> g{gemm_detail::op_view(a, lda, trans_a),
+                                  gemm_detail::op_view_indexed(b, b_rows, trans_b), m, n, k, alpha, beta, c, ldc};
+  gemm_detail::run<Arch>(g, parallel ? &pool : nullptr);
+}
+
+/// gemm_indexed on simd::default_arch (no tiny-product shortcut: the packed kernel always,
+/// so its bits equal gemm<simd::default_arch>'s); other scalar types take a plain loop.
+template <class T>
+void gemm_indexed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
+                  std::size_t lda, const T* b, const std::size_t* b_rows, T beta, T* c, std::size_t ldc) {
+  if constexpr (gemm_detail::simd_float<T>) {
+    gemm_indexed<simd::default_arch, T>(trans_a, trans_b, m, n, k, alpha, a, lda, b, b_rows, beta, c, ldc);
+  } else {
+    gemm_detail::indexed_reference(trans_a, trans_b, m, n, k, alpha, a, lda, b, b_rows, beta, c, ldc);
   }
 }
 

@@ -12,6 +12,7 @@
 // FP32) and derive from module; the forward signature is the same for all of them.
 
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <utility>
@@ -19,6 +20,7 @@
 
 #include "xquant/autograd/variable.hpp"
 #include "xquant/core/error.hpp"
+#include "xquant/nn/trace.hpp"
 
 namespace xquant::nn {
 
@@ -44,7 +46,16 @@ class module {
   module& operator=(module&&) = delete;
 
   virtual variable forward(const variable& x) = 0;
-  variable operator()(const variable& x) { return forward(x); }
+  /// forward(x); while a tracer is active (int8 conversion) a leaf layer also records itself.
+  variable operator()(const variable& x) {
+    tracer* t = active_tracer();
+    if (t == nullptr || !t->recording()) return forward(x);
+    return traced_call(*t, {x}, [&] { return forward(x); });
+  }
+
+  /// The layer's integer form for int8 conversion (trace.hpp). Leaf layers override it;
+  /// containers return nullopt and their children record themselves.
+  virtual std::optional<layer_spec> int8_spec() { return std::nullopt; }
 
   /// Training mode (batch statistics in BatchNorm, observers updating) or evaluation.
   void train(bool on = true) {
@@ -79,7 +90,33 @@ class module {
     return n;
   }
 
+ /// Every module of the tree with its dotted name ("" for this one), parents first.
+  std::vector<std::pair<std::string, const module*>> named_modules() const {
+    std::vector<std::pair<std::string, const module*>> out;
+    collect_modules("", out);
+    return out;
+  }
+
  protected:
+  /// Runs `run` (the layer's computation on `inputs`) and records it with the layer's spec;
+  /// a container just runs. Layers with several inputs call it from their own entry point.
+  template <class Run>
+  variable traced_call(tracer& t, std::vector<variable> inputs, Run&& run) {
+    std::optional<layer_spec> spec = int8_spec();
+    if (!spec) return run();
+    t.enter();
+    variable y;
+    try {
+      y = run();
+    } catch (...) {
+      t.leave();
+      throw;
+    }
+    t.leave();
+    t.record({this, std::move(*spec), std::move(inputs), y});
+    return y;
+  }
+
   variable& register_parameter(std::string name, variable& v) {
     check_unique(name);
     v.set_requires_grad(true);
@@ -110,6 +147,12 @@ class module {
     for (auto& [name, v] : params_) out.push_back({prefix + name, v});
     for (auto& [name, child] : children_) child->collect_parameters(prefix + name + ".", out);
   }
+  void collect_modules(const std::string& name, std::vector<std::pair<std::string, const module*>>& out) const {
+    out.emplace_back(name, this);
+    for (const auto& [child_name, child] : children_) {
+      child->collect_modules(name.empty() ? child_name : name + "." + child_name, out);
+    }
+  }
   void collect_buffers(const std::string& prefix, std::vector<buffer_ref>& out) {
     for (auto& [name, b] : buffers_) out.push_back({prefix + name, b});
     for (auto& [name, child] : children_) child->collect_buffers(prefix + name + ".", out);
@@ -137,7 +180,7 @@ class sequential : public module {
 
   variable forward(const variable& x) override {
     variable y = x;
-    for (auto& layer : layers_) y = layer->forward(y);
+    for (auto& layer : layers_) y = (*layer)(y);
     return y;
   }
 

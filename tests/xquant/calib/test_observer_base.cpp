@@ -6,6 +6,7 @@
 
 #include "calib_test_util.hpp"
 #include "xquant/calib/observer_base.hpp"
+#include "xquant/core/parallel.hpp"
 
 using namespace xquant;
 using namespace calib_test;
@@ -47,6 +48,28 @@ TEST_CASE("observer_base: scan_batch gives per-channel min/max for every axis") 
         }
     CHECK(s.ranges == expected);
   }
+}
+
+TEST_CASE("observer_base: a large per-tensor scan is split between threads with the same result") {
+  // 5 chunks of 2^16 and a partial one; the extremes sit in different chunks.
+  const shape_t shape{5 * 65536 + 1234};
+  std::vector<float> v(shape[0]);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i * 7919) % 10007) * 0.01f - 50.0f;
+  v[70000] = -123.5f;
+  v[v.size() - 3] = 98.25f;
+  const detail::batch_stats one = detail::scan_batch(v, shape, -1, "test");
+  set_num_threads(2);
+  const detail::batch_stats two = detail::scan_batch(v, shape, -1, "test");
+  v[200000] = std::numeric_limits<float>::quiet_NaN();
+  const std::string m = message_of<numeric_error>([&] { detail::scan_batch(v, shape, -1, "obs"); });
+  v[200000] = 0.0f;
+  v[1] = -std::numeric_limits<float>::infinity();
+  const std::string m_inf = message_of<numeric_error>([&] { detail::scan_batch(v, shape, -1, "obs"); });
+  set_num_threads(1);
+  CHECK(one.ranges[0] == value_range{-123.5f, 98.25f});
+  CHECK(two.ranges == one.ranges);
+  CHECK(contains(m, "NaN at flat index 200000"));
+  CHECK(contains(m_inf, "-Inf at flat index 1"));
 }
 
 TEST_CASE("observer_base: scan_batch rejects bad input with a clear message") {

@@ -300,3 +300,89 @@ TEST_CASE_TEMPLATE("gemm: the entry point splits large products over the shared 
   CHECK(std::memcmp(one.data(), nested[0].data(), one.size() * sizeof(T)) == 0);
   CHECK(std::memcmp(one.data(), nested[1].data(), one.size() * sizeof(T)) == 0);
 }
+
+namespace {
+
+/// B given by row offsets into a shared source (overlapping windows in shuffled order, as
+/// implicit im2col has them), and the same B materialised as a plain matrix.
+template <class T>
+struct indexed_b {
+  std::vector<T> source, dense;
+  std::vector<std::size_t> rows;
+  std::size_t row_len;
+
+  indexed_b(std::size_t row_count, std::size_t len, unsigned seed) : row_len(len) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<T> u(-1, 1);
+    const std::size_t step = len / 3 + 1;  // consecutive windows overlap
+    source.resize(row_count * step + len);
+    for (auto& x : source) x = u(rng);
+    for (std::size_t i = 0; i < row_count; ++i) rows.push_back(i * step);
+    std::shuffle(rows.begin(), rows.end(), rng);
+    for (std::size_t r : rows) dense.insert(dense.end(), source.begin() + r, source.begin() + r + len);
+  }
+};
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("gemm_indexed: the same bits as gemm on the materialised B, every arch", T, float, double) {
+  struct shape {
+    std::size_t m, n, k;
+  };
+  const shape shapes[] = {{1, 1, 1}, {3, 5, 7}, {16, 840, 9}, {17, 33, 65}, {8, 100, 300}, {70, 31, 20}, {33, 64, 5}};
+  unsigned seed = 500;
+  for (const shape& s : shapes) {
+    for (bool trans_b : {false, true}) {
+      const indexed_b<T> b(trans_b ? s.n : s.k, trans_b ? s.k : s.n, seed++);
+      const product<T> p(seed % 2 == 0, trans_b, s.m, s.n, s.k, T(0.75), seed % 3 == 0 ? T(0) : T(0.5), 2, seed);
+      for_each_available_arch([&](auto arch) {
+        using Arch = decltype(arch);
+        std::vector<T> plain = p.c, indexed = p.c;
+        gemm<Arch>(p.ta, trans_b, s.m, s.n, s.k, p.alpha, p.a.data(), p.lda, b.dense.data(), b.row_len, p.beta,
+                   plain.data(), p.ldc);
+        gemm_indexed<Arch>(p.ta, trans_b, s.m, s.n, s.k, p.alpha, p.a.data(), p.lda, b.source.data(), b.rows.data(),
+                           p.beta, indexed.data(), p.ldc);
+        CHECK_MESSAGE(std::memcmp(plain.data(), indexed.data(), plain.size() * sizeof(T)) == 0,
+                      Arch::name() << " " << p.name());
+      });
+      std::vector<T> entry = p.c, arch_default = p.c;  // the entry point: default arch, no tiny shortcut
+      gemm_indexed<T>(p.ta, trans_b, s.m, s.n, s.k, p.alpha, p.a.data(), p.lda, b.source.data(), b.rows.data(),
+                      p.beta, entry.data(), p.ldc);
+      gemm<simd::default_arch>(p.ta, trans_b, s.m, s.n, s.k, p.alpha, p.a.data(), p.lda, b.dense.data(), b.row_len,
+                               p.beta, arch_default.data(), p.ldc);
+      CHECK(std::memcmp(entry.data(), arch_default.data(), entry.size() * sizeof(T)) == 0);
+    }
+  }
+}
+
+TEST_CASE("gemm_indexed: other scalar types take the plain loop, equal to reference::gemm") {
+  const std::size_t m = 3, n = 4, k = 5;
+  std::vector<int> a(m * k), source(40), c(m * n, 7), want(m * n, 7);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = int(i % 7) - 3;
+  for (std::size_t i = 0; i < source.size(); ++i) source[i] = int(i * 5 % 11) - 5;
+  const std::vector<std::size_t> rows = {9, 0, 30, 2, 17};  // k rows of n elements, overlapping
+  std::vector<int> dense;
+  for (std::size_t r : rows) dense.insert(dense.end(), source.begin() + long(r), source.begin() + long(r + n));
+  gemm_indexed<int>(false, false, m, n, k, 2, a.data(), k, source.data(), rows.data(), 1, c.data(), n);
+  reference::gemm<int>(false, false, m, n, k, 2, a.data(), k, dense.data(), n, 1, want.data(), n);
+  CHECK(c == want);
+}
+
+TEST_CASE("gemm_indexed: bitwise the same on 1 and 2 threads") {
+  const indexed_b<float> b(600, 256, 9);  // B [k = 600, n = 256]: above the parallel threshold
+  const product<float> p(false, false, 48, 256, 600, 1.f, 0.f, 1, 10);
+  REQUIRE(p.m * p.n * p.k >= gemm_detail::parallel_threshold);
+  auto run = [&] {
+    std::vector<float> out = p.c;
+    gemm_indexed<float>(false, false, p.m, p.n, p.k, 1.f, p.a.data(), p.lda, b.source.data(), b.rows.data(), 0.f,
+                        out.data(), p.ldc);
+    return out;
+  };
+  const std::vector<float> one = run();
+  struct restore {
+    ~restore() { set_num_threads(1); }
+  } guard;
+  set_num_threads(2);
+  const std::vector<float> two = run();
+  CHECK(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)) == 0);
+}

@@ -83,11 +83,14 @@ inline double max_abs_diff(const array<double>& a, const array<double>& b) {
   return m;
 }
 
-/// gradcheck with a readable failure.
-#define NN_GRADCHECK(f, inputs)                                                  \
-  do {                                                                           \
-    const auto gc_result_ = xquant::autograd::gradcheck((f), (inputs));          \
-    CHECK_MESSAGE(gc_result_.ok, gc_result_.first_failure);                      \
+/// gradcheck with a readable failure, and gradient_accumulates: the op's backward must add
+/// to a gradient that already exists as well as fill a fresh one.
+#define NN_GRADCHECK(f, inputs)                                                                    \
+  do {                                                                                             \
+    const auto gc_result_ = xquant::autograd::gradcheck((f), (inputs));                            \
+    CHECK_MESSAGE(gc_result_.ok, gc_result_.first_failure);                                        \
+    std::string acc_where_;                                                                        \
+    CHECK_MESSAGE(xquant::autograd::gradient_accumulates((f), (inputs), &acc_where_), acc_where_); \
   } while (false)
 
 /// Bit equality of two float arrays (shape and every byte).

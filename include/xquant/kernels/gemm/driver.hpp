@@ -57,6 +57,23 @@ void tile_step(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc, st
   for (std::size_t i = 0; i < rows; ++i) std::copy_n(buf + i * t::nr, cols, c + i * ldc);
 }
 
+/// One full-width tile (NR columns, rows <= MR) with B read in place (row_b); rows < MR
+/// goes through a buffer as in tile_step.
+template <class Arch, class T>
+void tile_step_in_place(std::size_t kc, const T* a, row_b<T> b, T* c, std::size_t ldc, std::size_t rows,
+                        epilogue<T> e) {
+  using t = tile<T, Arch>;
+  if (rows == t::mr) {
+    micro_kernel_on<Arch, t::mr, t::nv>(kc, a, b, c, ldc, e);
+    return;
+  }
+  alignas(64) T buf[t::mr * t::nr] = {};
+  if (e.read_c)
+    for (std::size_t i = 0; i < rows; ++i) std::copy_n(c + i * ldc, t::nr, buf + i * t::nr);
+  micro_kernel_on<Arch, t::mr, t::nv>(kc, a, b, buf, t::nr, e);
+  for (std::size_t i = 0; i < rows; ++i) std::copy_n(buf + i * t::nr, t::nr, c + i * ldc);
+}
+
 /// C[ic.., jc..] (mc x nc) += the product of a packed A block and a packed B block.
 template <class Arch, class T>
 void macro_kernel(std::size_t mc, std::size_t nc, std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc,
@@ -71,9 +88,46 @@ void macro_kernel(std::size_t mc, std::size_t nc, std::size_t kc, const T* a, co
   }
 }
 
+/// run_blocks when all rows fit in one A block (rows.size() <= mc, the usual case for the
+/// conv GEMMs: M is a channel count). A is packed once per k block. When the rows of op(B)
+/// are contiguous (B not transposed, e.g. an image or implicit im2col rows), full-width
+/// column tiles read B in place (row_b): with few row tiles to share a packed panel,
+/// packing would copy every element of B once to read it M / MR times. Otherwise, and for
+/// the last narrow column tile, B is packed one panel at a time, each panel used by every
+/// row tile right after it is packed, while it is in L1. Same arithmetic, same bits.
+template <class Arch, class T>
+void run_blocks_one_row_block(const problem<T>& g, const blocking& bl, range rows, range cols) {
+  using t = tile<T, Arch>;
+  T* a_buf = scratch<T, 0>(round_up(rows.size(), t::mr) * bl.kc);
+  T* b_buf = scratch<T, 1>(t::nr * bl.kc);
+  const bool in_place = g.b.cols.unit();
+  const T** b_rows = in_place ? scratch<const T*, 2>(bl.kc) : nullptr;
+  for (std::size_t pc = 0; pc < g.k; pc += bl.kc) {
+    const std::size_t kc = std::min(bl.kc, g.k - pc);
+    const epilogue<T> e{g.alpha, pc == 0 ? g.beta : T(1), pc > 0 || g.beta != T(0)};
+    pack_a<Arch, t::mr>(g.a, rows.begin, rows.size(), pc, kc, a_buf);
+    if (in_place)
+      for (std::size_t p = 0; p < kc; ++p) b_rows[p] = g.b.data + g.b.rows.at(pc + p);
+    for (std::size_t j = cols.begin; j < cols.end; j += t::nr) {
+      const std::size_t nr = std::min(t::nr, cols.end - j);
+      T* c = g.c + rows.begin * g.ldc + j;
+      if (in_place && nr == t::nr) {
+        for (std::size_t i = 0; i < rows.size(); i += t::mr) {
+          tile_step_in_place<Arch>(kc, a_buf + i * kc, row_b<T>{b_rows, j}, c + i * g.ldc, g.ldc,
+                                   std::min(t::mr, rows.size() - i), e);
+        }
+        continue;
+      }
+      pack_b<Arch, t::nr>(g.b, pc, kc, j, nr, b_buf);
+      macro_kernel<Arch>(rows.size(), nr, kc, a_buf, b_buf, c, g.ldc, e);
+    }
+  }
+}
+
 /// The serial blocked loops over the rows x cols part of C.
 template <class Arch, class T>
 void run_blocks(const problem<T>& g, const blocking& bl, range rows, range cols) {
+  if (rows.size() <= bl.mc) return run_blocks_one_row_block<Arch>(g, bl, rows, cols);
   using t = tile<T, Arch>;
   T* a_buf = scratch<T, 0>(round_up(std::min(bl.mc, rows.size()), t::mr) * bl.kc);
   T* b_buf = scratch<T, 1>(round_up(std::min(bl.nc, cols.size()), t::nr) * bl.kc);
@@ -113,14 +167,20 @@ void run(const problem<T>& g, thread_pool* pool = nullptr) {
   const std::size_t row_tiles = ceil_div(g.m, t::mr), col_tiles = ceil_div(g.n, t::nr);
   if (!pool || pool->size() == 1 || std::max(row_tiles, col_tiles) < 2) {
     run_blocks<Arch>(g, bl, {0, g.m}, {0, g.n});
-  } else if (col_tiles >= row_tiles) {
-    pool->parallel_for(col_tiles, 1, [&](std::size_t begin, std::size_t end) {
-      run_blocks<Arch>(g, bl, {0, g.m}, {begin * t::nr, std::min(end * t::nr, g.n)});
-    });
+  } else if (col_tiles >= row_tiles) {  // one range per thread: each range packs A (or B) again
+    pool->parallel_for(
+        col_tiles, 1,
+        [&](std::size_t begin, std::size_t end) {
+          run_blocks<Arch>(g, bl, {0, g.m}, {begin * t::nr, std::min(end * t::nr, g.n)});
+        },
+        pool->size());
   } else {
-    pool->parallel_for(row_tiles, 1, [&](std::size_t begin, std::size_t end) {
-      run_blocks<Arch>(g, bl, {begin * t::mr, std::min(end * t::mr, g.m)}, {0, g.n});
-    });
+    pool->parallel_for(
+        row_tiles, 1,
+        [&](std::size_t begin, std::size_t end) {
+          run_blocks<Arch>(g, bl, {begin * t::mr, std::min(end * t::mr, g.m)}, {0, g.n});
+        },
+        pool->size());
   }
 }
 

@@ -54,11 +54,33 @@ struct epilogue {
   bool read_c;
 };
 
+/// B of a micro-kernel call: a packed, aligned panel (NB * lanes elements per k step, of
+/// which the first NV batches are used: NV < NB serves the narrow last column tile of C).
+template <class T, std::size_t NB>
+struct packed_b {
+  const T* panel;
+  template <class V>
+  V load(std::size_t p, std::size_t j) const noexcept {
+    return V::load_aligned(panel + (p * NB + j) * V::size);
+  }
+};
+
+/// B of a micro-kernel call read in place: k step p is the run rows[p] + col, unaligned
+/// (gemm_detail::run_blocks_one_row_block: no packing when B's rows are contiguous).
+template <class T>
+struct row_b {
+  const T* const* rows;
+  std::size_t col;
+  template <class V>
+  V load(std::size_t p, std::size_t j) const noexcept {
+    return V::load_unaligned(rows[p] + col + j * V::size);
+  }
+};
+
 /// C tile [MR x NV * lanes] at c (row stride ldc) from a packed A panel (MR per k step) and
-/// a packed, aligned B panel (NB * lanes per k step, of which the first NV batches are
-/// used: NV < NB serves the narrow last column tile of C), kc steps.
-template <class Arch, std::size_t MR, std::size_t NV, std::size_t NB = NV, class T>
-void micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc, epilogue<T> e) noexcept {
+/// B (packed_b or row_b), kc steps.
+template <class Arch, std::size_t MR, std::size_t NV, class T, class B>
+void micro_kernel_on(std::size_t kc, const T* a, B b, T* c, std::size_t ldc, epilogue<T> e) noexcept {
   // Must equal reference::gemm up to summation order: acc(i, j) = sum over p, in k order.
   using V = simd::batch<T, Arch>;
   constexpr std::size_t L = V::size;
@@ -70,10 +92,10 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc,
 #pragma GCC unroll 4
     for (std::size_t j = 0; j < NV; ++j) acc[i][j] = V(T(0));
   }
-  for (std::size_t p = 0; p < kc; ++p, a += MR, b += NB * L) {
+  for (std::size_t p = 0; p < kc; ++p, a += MR) {
     V bv[NV];
 #pragma GCC unroll 4
-    for (std::size_t j = 0; j < NV; ++j) bv[j] = V::load_aligned(b + j * L);
+    for (std::size_t j = 0; j < NV; ++j) bv[j] = b.template load<V>(p, j);
 #pragma GCC unroll 16
     for (std::size_t i = 0; i < MR; ++i) {
       const V ai(a[i]);
@@ -91,6 +113,12 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc,
       (e.read_c ? fma<Arch>(beta, V::load_unaligned(out), r) : r).store_unaligned(out);
     }
   }
+}
+
+/// micro_kernel_on with a packed B panel (NB * lanes per k step).
+template <class Arch, std::size_t MR, std::size_t NV, std::size_t NB = NV, class T>
+void micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc, epilogue<T> e) noexcept {
+  micro_kernel_on<Arch, MR, NV>(kc, a, packed_b<T, NB>{b}, c, ldc, e);
 }
 
 }  // namespace xquant::kernels::gemm_detail

@@ -15,10 +15,13 @@
 // [N, C, H, W] divided along axis 1 by the same factors, gradients reaching gamma through
 // both. A zero factor in divide_channels is a value_error (the result would be Inf/NaN).
 //
-// The forward is one pass in memory order; the factor gradients are summed per channel in
-// double, each channel by one thread in a fixed order, so they are bit-identical whatever
-// the thread count.
+// The forward is one pass in memory order. The backward is one pass over the rows of the
+// [outer, channels, inner] view: dx, and the dot product of each row (summed in T in index
+// order); the factor gradient of channel c is then the double sum of its rows' products in
+// row order. Neither depends on how rows are split between threads, so the gradients are
+// bit-identical whatever the thread count.
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
@@ -54,6 +57,52 @@ channel_axis_layout channel_scale_layout(const basic_variable<T>& x, const basic
   return l;
 }
 
+/// dx += dy * f (or dy / f) for rows [begin, end) of the [outer * channels, inner] view;
+/// into a new, uninitialised buffer (fresh) dx = 0 + dy * f, which is the same bit for bit.
+template <bool Divide, class T>
+void input_grad_rows(const T* dy, const T* fs, const channel_axis_layout& l, std::size_t begin, std::size_t end,
+                     autograd::grad_target<T> dx) {
+  for (std::size_t r = begin; r < end; ++r) {
+    const T f = fs[r % l.channels];
+    const T* dyr = dy + r * l.inner;
+    T* dxr = dx.data + r * l.inner;
+    const auto term = [f](T g) { return Divide ? g / f : g * f; };
+    if (dx.fresh) {
+      for (std::size_t i = 0; i < l.inner; ++i) dxr[i] = T(0) + term(dyr[i]);
+    } else {
+      for (std::size_t i = 0; i < l.inner; ++i) dxr[i] += term(dyr[i]);
+    }
+  }
+}
+
+/// out[r] = sum_i a[r][i] * b[r][i] for rows [begin, end) of `inner` elements, summed in T in
+/// index order (the order fixes the result bit for bit). Four rows at a time: four
+/// independent dependency chains instead of one keep the adder busy.
+template <class T>
+void row_dot_products(const T* a, const T* b, std::size_t inner, std::size_t begin, std::size_t end, T* out) {
+  std::size_t r = begin;
+  for (; r + 4 <= end; r += 4) {
+    const T* a0 = a + r * inner;
+    const T* b0 = b + r * inner;
+    T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (std::size_t i = 0; i < inner; ++i) {
+      s0 += a0[i] * b0[i];
+      s1 += a0[inner + i] * b0[inner + i];
+      s2 += a0[2 * inner + i] * b0[2 * inner + i];
+      s3 += a0[3 * inner + i] * b0[3 * inner + i];
+    }
+    out[r] = s0;
+    out[r + 1] = s1;
+    out[r + 2] = s2;
+    out[r + 3] = s3;
+  }
+  for (; r < end; ++r) {
+    T sum = 0;
+    for (std::size_t i = 0; i < inner; ++i) sum += a[r * inner + i] * b[r * inner + i];
+    out[r] = sum;
+  }
+}
+
 template <bool Divide, class T>
 basic_variable<T> channel_scale_impl(const basic_variable<T>& x, const basic_variable<T>& s, std::size_t axis,
                                      const char* op) {
@@ -84,43 +133,33 @@ basic_variable<T> channel_scale_impl(const basic_variable<T>& x, const basic_var
   return autograd::make_result<T>(std::move(y), {x, s}, [l](autograd::node<T>& n) {
     const T* dy = n.grad.data();
     const T* fs = n.inputs[1]->value.data();
-    if (n.inputs[0]->requires_grad) {
-      T* dx = autograd::input_grad(*n.inputs[0]).data();
-      const std::size_t rows = l.outer * l.channels;
-      parallel_for(rows, std::max<std::size_t>(1, elementwise_grain / std::max<std::size_t>(l.inner, 1)),
-                   [&](std::size_t begin, std::size_t end) {
-                     for (std::size_t r = begin; r < end; ++r) {
-                       const T f = fs[r % l.channels];
-                       const T* dyr = dy + r * l.inner;
-                       T* dxr = dx + r * l.inner;
-                       if constexpr (Divide) {
-                         for (std::size_t i = 0; i < l.inner; ++i) dxr[i] += dyr[i] / f;
-                       } else {
-                         for (std::size_t i = 0; i < l.inner; ++i) dxr[i] += dyr[i] * f;
-                       }
-                     }
-                   });
-    }
-    if (n.inputs[1]->requires_grad) {
-      // d/ds of x * s is x; of x / s it is -x / s^2 = -y / s (y is this node's value).
-      const T* src = Divide ? n.value.data() : n.inputs[0]->value.data();
-      T* ds = autograd::input_grad(*n.inputs[1]).data();
-      parallel_for(l.channels, 1, [&](std::size_t begin, std::size_t end) {
-        for (std::size_t c = begin; c < end; ++c) {
-          double acc = 0;
-          for (std::size_t o = 0; o < l.outer; ++o) {
-            const std::size_t base = (o * l.channels + c) * l.inner;
-            T lane = 0;
-            for (std::size_t i = 0; i < l.inner; ++i) lane += dy[base + i] * src[base + i];
-            acc += static_cast<double>(lane);
-          }
-          if constexpr (Divide) {
-            ds[c] += static_cast<T>(-acc / static_cast<double>(fs[c]));
-          } else {
-            ds[c] += static_cast<T>(acc);
-          }
-        }
-      });
+    const bool want_dx = n.inputs[0]->requires_grad;
+    const autograd::grad_target<T> dx = want_dx ? autograd::input_grad_target(*n.inputs[0]) : autograd::grad_target<T>{};
+    const bool want_ds = n.inputs[1]->requires_grad;
+    // d/ds of x * s is x; of x / s it is -x / s^2 = -y / s (y is this node's value).
+    const T* src = Divide ? n.value.data() : n.inputs[0]->value.data();
+    const std::size_t rows = l.outer * l.channels;
+    std::vector<T> row_sums(want_ds ? rows : 0);
+    // One pass over the rows, eight at a time: dx, then (while they are in cache) their
+    // dot products.
+    parallel_for(rows, std::max<std::size_t>(8, elementwise_grain / std::max<std::size_t>(l.inner, 1)),
+                 [&](std::size_t begin, std::size_t end) {
+                   for (std::size_t r = begin; r < end; r += 8) {
+                     const std::size_t stop = std::min(end, r + 8);
+                     if (want_dx) input_grad_rows<Divide>(dy, fs, l, r, stop, dx);
+                     if (want_ds) row_dot_products(dy, src, l.inner, r, stop, row_sums.data());
+                   }
+                 });
+    if (!want_ds) return;
+    T* ds = autograd::input_grad(*n.inputs[1]).data();
+    for (std::size_t c = 0; c < l.channels; ++c) {
+      double acc = 0;
+      for (std::size_t o = 0; o < l.outer; ++o) acc += static_cast<double>(row_sums[o * l.channels + c]);
+      if constexpr (Divide) {
+        ds[c] += static_cast<T>(-acc / static_cast<double>(fs[c]));
+      } else {
+        ds[c] += static_cast<T>(acc);
+      }
     }
   });
 }

@@ -8,22 +8,25 @@
 // Three algorithms:
 //  - im2col + GEMM (kernels::gemm) per image and group, for forward, dW and dX (col2im).
 //    A 1x1 / stride 1 / no padding convolution skips im2col: the image is its own matrix.
-//  - padded-grid im2col + GEMM for kernels larger than 1x1 (ResNet's and the CNN's 3x3,
-//    stride 1 or 2): the image is zero-padded (split into stride phases) once and the
-//    output is computed with a row pitch of OW + (KW - 1) / SW, which turns im2col and
-//    col2im into long contiguous copies / adds (detail/padded_grid.hpp) at the price of
-//    (KW - 1) / SW extra GEMM columns per output row.
+//  - padded-grid implicit im2col + GEMM for kernels larger than 1x1 (ResNet's and the
+//    CNN's 3x3, stride 1 or 2): the image is zero-padded (split into stride phases) once and
+//    the output is computed with a row pitch of OW + (KW - 1) / SW, which makes every row of
+//    the im2col matrix a window of the padded image, read in place by
+//    kernels::gemm_indexed (no im2col copy); dX is a GEMM per stride phase over windows of
+//    the output gradient (no col2im). See detail/padded_grid.hpp. The price: (KW - 1) / SW
+//    extra GEMM columns per output row.
 //  - direct depthwise (groups == C == O, MobileNet's 3x3 s1/s2): no im2col, see
 //    detail/depthwise.hpp.
 //
 // Threads and determinism: forward and dX are independent per image and run in parallel
-// over the batch. dW is a sum over images: the batch is cut into num_threads() pieces,
-// each piece sums its images into its own buffer, and the buffers are added in piece
-// order, so results are bit-identical run to run for a given thread count; the depthwise
-// dW is reduced the same way. The bias gradient is split over channels instead (each
-// channel's sum is computed by one thread in image order). The per-image GEMMs run
-// inside pool chunks, so kernels::gemm must not split them over the (non-reentrant)
-// pool again; it keeps them on the calling thread.
+// over the batch. dW is a sum over images: the batch is cut into piece_count(N) pieces (8
+// for a batch of 8 or more, whatever the thread count), each piece sums its images into its
+// own buffer, and the buffers are added in piece order, so results are bit-identical for
+// any thread count; the depthwise dW is reduced the same way. The bias gradient is split
+// over channels instead (each channel's sum is computed by one thread in image order). The
+// per-image GEMMs run inside pool chunks, so kernels::gemm must not split them over the
+// (non-reentrant) pool again; it keeps them on the calling thread. An input gradient that
+// does not exist yet is written, not accumulated (autograd::input_grad_target).
 
 #include <cstddef>
 #include <type_traits>
@@ -115,10 +118,11 @@ void conv2d_gemm_forward_image(const T* x, const T* w, const T* bias, const conv
 }
 
 /// Backward of one image by GEMM: dw (beta_w: 0 overwrites, 1 accumulates) and dx += ...
-/// dw or dx may be null when that gradient is not wanted.
+/// (dx = ... when dx_fresh: its buffer is uninitialised). dw or dx may be null when that
+/// gradient is not wanted.
 template <class T>
-void conv2d_gemm_backward_image(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, T* dw,
-                                T beta_w) {
+void conv2d_gemm_backward_image(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, bool dx_fresh,
+                                T* dw, T beta_w) {
   const std::size_t p = g.out_plane(), og = g.og(), kg = g.kg();
   if (dw) {
     const T* col = x;
@@ -137,9 +141,11 @@ void conv2d_gemm_backward_image(const T* dy, const T* x, const T* w, const conv_
     T* dcol = direct ? dx : scratch<T, 1>(g.col_rows() * p);
     for (std::size_t grp = 0; grp < g.groups; ++grp) {  // dcol_g = W_g^T * dY_g
       kernels::gemm<T>(true, false, kg, p, og, T(1), w + grp * og * kg, kg, dy + grp * og * p, p,
-                       direct ? T(1) : T(0), dcol + grp * kg * p, p);
+                       direct && !dx_fresh ? T(1) : T(0), dcol + grp * kg * p, p);
     }
-    if (!direct) col2im_add(dcol, g, dx);
+    if (direct) return;
+    if (dx_fresh) std::fill_n(dx, g.c * g.in_plane(), T(0));
+    col2im_add(dcol, g, dx);
   }
 }
 
@@ -152,75 +158,99 @@ inline bool use_padded_grid(const conv_geometry& g, conv2d_algorithm algo) {
   return g.kh * g.kw > 1 && 10 * phase_planes::of(g).cols <= 13 * g.ow;
 }
 
-/// y = conv(x) + bias for one image on the padded grid (detail/padded_grid.hpp).
+/// y = conv(x) + bias over the batch on the padded grid (detail/padded_grid.hpp), images in
+/// parallel.
 template <class T>
-void conv2d_grid_forward_image(const T* x, const T* w, const T* bias, const conv_geometry& g, T* y) {
+void conv2d_grid_forward(const T* x, const T* w, const T* bias, const conv_geometry& g, T* y) {
   const phase_planes pg = phase_planes::of(g);
-  const std::size_t og = g.og(), kg = g.kg(), n = grid_columns(pg);
-  T* p = scratch<T, 0>(g.c * pg.size());
-  T* col = scratch<T, 1>(g.col_rows() * n);
-  T* yg = scratch<T, 2>(g.o * n);
-  pad_image(x, g, pg, p);
-  grid_im2col(p, g, pg, col);
-  for (std::size_t grp = 0; grp < g.groups; ++grp) {
-    kernels::gemm<T>(false, false, og, n, kg, T(1), w + grp * og * kg, kg, col + grp * kg * n, n, T(0),
-                     yg + grp * og * n, n);
-  }
-  crop_grid(yg, g, pg, bias, y);
+  const std::vector<std::size_t> rows = grid_row_offsets(g, pg);
+  const std::size_t og = g.og(), kg = g.kg(), n = grid_columns(pg), group_planes = g.cg() * pg.size();
+  const std::size_t in_image = g.c * g.in_plane(), out_image = g.o * g.out_plane(), p_image = g.c * pg.size();
+  parallel_for(g.n, 1, [&](std::size_t begin, std::size_t end) {
+    T* yg = scratch<T, 2>(g.o * n);
+    for (std::size_t i = begin; i < end; ++i) {
+      T* p = scratch<T, 0>(p_image);
+      pad_image(x + i * in_image, g, pg, p);
+      for (std::size_t grp = 0; grp < g.groups; ++grp) {  // Y'_g = W_g * col'_g, col' read in place
+        kernels::gemm_indexed<T>(false, false, og, n, kg, T(1), w + grp * og * kg, kg, p + grp * group_planes,
+                                 rows.data(), T(0), yg + grp * og * n, n);
+      }
+      crop_grid(yg, g, pg, bias, y + i * out_image);
+    }
+  });
 }
 
-/// Backward of one image on the padded grid; same contract as conv2d_gemm_backward_image.
-template <class T>
-void conv2d_grid_backward_image(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, T* dw,
-                                T beta_w) {
-  const phase_planes pg = phase_planes::of(g);
-  const std::size_t og = g.og(), kg = g.kg(), n = grid_columns(pg);
-  T* dyg = scratch<T, 0>(g.o * n);
-  T* col = scratch<T, 1>(g.col_rows() * n);  // col' for dW, then dcol' for dX
-  T* p = scratch<T, 2>(g.c * pg.size());     // PP for dW, then dPP for dX
-  spread_grid(dy, g, pg, dyg);
-  if (dw) {
-    pad_image(x, g, pg, p);
-    grid_im2col(p, g, pg, col);
-    for (std::size_t grp = 0; grp < g.groups; ++grp) {  // dW_g += dY'_g * col'_g^T
-      kernels::gemm<T>(false, true, og, kg, n, T(1), dyg + grp * og * n, n, col + grp * kg * n, n, beta_w,
-                       dw + grp * og * kg, kg);
-    }
-  }
-  if (dx) {
-    for (std::size_t grp = 0; grp < g.groups; ++grp) {  // dcol'_g = W_g^T * dY'_g
-      kernels::gemm<T>(true, false, kg, n, og, T(1), w + grp * og * kg, kg, dyg + grp * og * n, n, T(0),
-                       col + grp * kg * n, n);
-    }
-    grid_col2im(col, g, pg, p);
-    unpad_image_add(p, g, pg, dx);
-  }
-}
-
-/// dW and dX over the batch with image_backward (one of the two *_backward_image above):
-/// dX per image in parallel, dW reduced over thread pieces in piece order.
+/// image_backward(i, dw, beta_w) for every image, in parallel: the batch is cut into
+/// piece_count pieces, each summing its images' dW into its own buffer (beta_w 0 for its
+/// first image, then 1), and the buffers are added into dw in piece order. With one piece
+/// dw itself is the buffer (beta_w 1). dw may be null (then beta_w is meaningless).
 template <class T, class ImageBackward>
-void conv2d_gemm_backward(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, T* dw,
-                          ImageBackward image_backward) {
-  const std::size_t in_image = g.c * g.in_plane(), out_image = g.o * g.out_plane();
+void for_each_image_summing_dw(const conv_geometry& g, T* dw, ImageBackward image_backward) {
   const std::size_t wsize = g.o * g.kg();
   const std::size_t pieces = piece_count(g.n);
-  std::vector<T> partial(dw && pieces > 1 ? pieces * wsize : 0);
+  array<T> partial(shape_t{dw && pieces > 1 ? pieces * wsize : 0});  // caching allocator: no mmap per step
   parallel_for(pieces, 1, [&](std::size_t first_piece, std::size_t last_piece) {
     for (std::size_t piece = first_piece; piece < last_piece; ++piece) {
       T* dw_piece = !dw ? nullptr : pieces == 1 ? dw : partial.data() + piece * wsize;
       const std::size_t begin = piece_begin(g.n, pieces, piece), end = piece_begin(g.n, pieces, piece + 1);
-      for (std::size_t i = begin; i < end; ++i) {
-        const T beta_w = pieces == 1 || i != begin ? T(1) : T(0);
-        image_backward(dy + i * out_image, x + i * in_image, w, g, dx ? dx + i * in_image : nullptr, dw_piece,
-                       beta_w);
-      }
+      for (std::size_t i = begin; i < end; ++i) image_backward(i, dw_piece, pieces == 1 || i != begin ? T(1) : T(0));
     }
   });
-  for (std::size_t piece = 0; piece < partial.size() / std::max<std::size_t>(wsize, 1); ++piece) {
-    const T* part = partial.data() + piece * wsize;
-    for (std::size_t i = 0; i < wsize; ++i) dw[i] += part[i];
-  }
+  if (partial.size() == 0) return;
+  parallel_for(wsize, 4096, [&](std::size_t begin, std::size_t end) {  // each element: pieces in order
+    for (std::size_t piece = 0; piece < pieces; ++piece) {
+      const T* part = partial.data() + piece * wsize;
+      for (std::size_t i = begin; i < end; ++i) dw[i] += part[i];
+    }
+  });
+}
+
+/// dW and dX over the batch on the padded grid (see the top of padded_grid.hpp).
+template <class T>
+void conv2d_grid_backward(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, bool dx_fresh, T* dw) {
+  const phase_planes pg = phase_planes::of(g);
+  const std::vector<std::size_t> rows = dw ? grid_row_offsets(g, pg) : std::vector<std::size_t>{};
+  const std::vector<grid_phase<T>> phases = dx ? grid_phases(g, pg, w) : std::vector<grid_phase<T>>{};
+  const std::size_t og = g.og(), cg = g.cg(), kg = g.kg(), n = grid_columns(pg), z = pg.max_offset();
+  const std::size_t gs = spread_size(pg), group_planes = cg * pg.size();
+  const std::size_t in_image = g.c * g.in_plane(), out_image = g.o * g.out_plane(), p_image = g.c * pg.size();
+  for_each_image_summing_dw(g, dw, [&](std::size_t i, T* dw_piece, T beta_w) {
+    T* gz = scratch<T, 0>(g.o * gs);
+    spread_grid(dy + i * out_image, g, pg, gz);
+    if (dw) {
+      T* p = scratch<T, 2>(p_image);  // padded again (see the top of padded_grid.hpp)
+      pad_image(x + i * in_image, g, pg, p);
+      for (std::size_t grp = 0; grp < g.groups; ++grp) {  // dW_g += dY'_g * col'_g^T
+        kernels::gemm_indexed<T>(false, true, og, kg, n, T(1), gz + grp * og * gs + z, gs, p + grp * group_planes,
+                                 rows.data(), beta_w, dw_piece + grp * og * kg, kg);
+      }
+    }
+    if (!dx) return;
+    T* dp = scratch<T, 1>(p_image);
+    for (const grid_phase<T>& ph : phases) {
+      for (std::size_t grp = 0; grp < g.groups; ++grp) {  // dPP_ab,g = Wt_ab,g * Z_ab,g
+        T* out = dp + grp * group_planes + ph.first;
+        if (ph.depth == 0) {  // no tap reads this sub-plane (stride > kernel): zero gradient
+          for (std::size_t c = 0; c < cg; ++c) std::fill_n(out + c * pg.size(), ph.columns, T(0));
+          continue;
+        }
+        kernels::gemm_indexed<T>(false, false, cg, ph.columns, ph.depth, T(1), ph.weights.data() + grp * cg * ph.depth,
+                                 ph.depth, gz + grp * og * gs, ph.rows.data(), T(0), out, pg.size());
+      }
+    }
+    unpad_image(dp, g, pg, dx + i * in_image, dx_fresh);
+  });
+}
+
+/// dW and dX over the batch by im2col + GEMM, images in parallel (for_each_image_summing_dw).
+template <class T>
+void conv2d_gemm_backward(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, bool dx_fresh,
+                          T* dw) {
+  const std::size_t in_image = g.c * g.in_plane(), out_image = g.o * g.out_plane();
+  for_each_image_summing_dw(g, dw, [&](std::size_t i, T* dw_piece, T beta_w) {
+    conv2d_gemm_backward_image(dy + i * out_image, x + i * in_image, w, g, dx ? dx + i * in_image : nullptr, dx_fresh,
+                               dw_piece, beta_w);
+  });
 }
 
 template <class T>
@@ -242,12 +272,13 @@ void conv2d_depthwise_forward(const T* x, const T* w, const T* bias, const conv_
 /// its images into its own per-(channel, tap, lane) buffer; the buffers are added in piece
 /// order at the end (deterministic for a given thread count).
 template <class T>
-void conv2d_depthwise_backward(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, T* dw) {
+void conv2d_depthwise_backward(const T* dy, const T* x, const T* w, const conv_geometry& g, T* dx, bool dx_fresh,
+                               T* dw) {
   const std::size_t kk = g.kh * g.kw, per_piece = g.c * kk * dw_lanes;
   const phase_planes pp = phase_planes::of(g);
   const std::size_t z = pp.max_offset();
   const std::size_t pieces = piece_count(g.n);
-  std::vector<T> acc(dw ? pieces * per_piece : 0, T(0));
+  array<T> acc(shape_t{dw ? pieces * per_piece : 0}, T(0));
   parallel_for(pieces, 1, [&](std::size_t first_piece, std::size_t last_piece) {
     T* gz = scratch<T, 0>(pp.out_size() + 2 * z);
     T* p = dw ? scratch<T, 1>(pp.size()) : nullptr;
@@ -259,6 +290,7 @@ void conv2d_depthwise_backward(const T* dy, const T* x, const T* w, const conv_g
         pad_output_grad(dy + plane * g.out_plane(), g, pp, gz);
         if (dp) {
           depthwise_input_grad_plane(gz, w + c * kk, g, pp, dp);
+          if (dx_fresh) std::fill_n(dx + plane * g.in_plane(), g.in_plane(), T(0));
           unpad_plane_add(dp, g, pp, dx + plane * g.in_plane());
         }
         if (p) {
@@ -307,17 +339,14 @@ basic_variable<T> conv2d(const basic_variable<T>& x, const basic_variable<T>& w,
   const T* b = bias ? bias->value().data() : nullptr;
   if (direct) {
     detail::conv2d_depthwise_forward(x.value().data(), w.value().data(), b, g, y.data());
+  } else if (grid) {
+    detail::conv2d_grid_forward(x.value().data(), w.value().data(), b, g, y.data());
   } else {
     const std::size_t in_image = g.c * g.in_plane(), out_image = g.o * g.out_plane();
     parallel_for(g.n, 1, [&](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) {
-        const T* xi = x.value().data() + i * in_image;
-        T* yi = y.data() + i * out_image;
-        if (grid) {
-          detail::conv2d_grid_forward_image(xi, w.value().data(), b, g, yi);
-        } else {
-          detail::conv2d_gemm_forward_image(xi, w.value().data(), b, g, yi);
-        }
+        detail::conv2d_gemm_forward_image(x.value().data() + i * in_image, w.value().data(), b, g,
+                                          y.data() + i * out_image);
       }
     });
   }
@@ -330,17 +359,17 @@ basic_variable<T> conv2d(const basic_variable<T>& x, const basic_variable<T>& w,
     if (n.inputs.size() > 2 && n.inputs[2]->requires_grad) {
       detail::conv2d_bias_backward(dy, g, autograd::input_grad(*n.inputs[2]).data());
     }
-    T* dx = xn.requires_grad ? autograd::input_grad(xn).data() : nullptr;
+    const autograd::grad_target<T> gx =
+        xn.requires_grad ? autograd::input_grad_target(xn) : autograd::grad_target<T>{nullptr, false};
+    T* dx = gx.data;
     T* dw = wn.requires_grad ? autograd::input_grad(wn).data() : nullptr;
     if (!dx && !dw) return;
     if (direct) {
-      detail::conv2d_depthwise_backward(dy, xn.value.data(), wn.value.data(), g, dx, dw);
+      detail::conv2d_depthwise_backward(dy, xn.value.data(), wn.value.data(), g, dx, gx.fresh, dw);
     } else if (grid) {
-      detail::conv2d_gemm_backward(dy, xn.value.data(), wn.value.data(), g, dx, dw,
-                                   &detail::conv2d_grid_backward_image<T>);
+      detail::conv2d_grid_backward(dy, xn.value.data(), wn.value.data(), g, dx, gx.fresh, dw);
     } else {
-      detail::conv2d_gemm_backward(dy, xn.value.data(), wn.value.data(), g, dx, dw,
-                                   &detail::conv2d_gemm_backward_image<T>);
+      detail::conv2d_gemm_backward(dy, xn.value.data(), wn.value.data(), g, dx, gx.fresh, dw);
     }
   });
 }

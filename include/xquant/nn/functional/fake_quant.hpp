@@ -8,7 +8,11 @@
 //
 //   forward   y = (clamp(round(x / s) + z, qmin, qmax) - z) * s,   per tensor or per axis
 //   T = float:  exactly quant/quantize.hpp's fake_quantize (ONNX QuantizeLinear then
-//               DequantizeLinear), bit for bit: the op calls quantize_value/dequantize_value.
+//               DequantizeLinear), bit for bit. With round half to even (every default
+//               scheme) one SIMD pass (kernels/fake_quant.hpp, whose reference is that
+//               composition) computes y and, when a gradient will be needed, the mask below
+//               as one bit per element, so the backward neither re-reads x nor divides;
+//               other roundings call quantize_value/dequantize_value per element.
 //   T = double: the same operations in double, with the float scale widened exactly. Used by
 //               the float64 gradient checks; it can differ from the float result where the
 //               float division x / s rounds across a rounding boundary.
@@ -87,6 +91,7 @@
 // parameters are summed in double over fixed chunks, so they are bit-identical whatever
 // the thread count.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -96,8 +101,11 @@
 #include <vector>
 
 #include "xquant/autograd/variable.hpp"
+#include "xquant/core/allocator.hpp"
 #include "xquant/core/error.hpp"
+#include "xquant/core/parallel.hpp"
 #include "xquant/core/tensor.hpp"
+#include "xquant/kernels/fake_quant.hpp"
 #include "xquant/nn/functional/detail/fake_quant.hpp"
 #include "xquant/quant/params.hpp"
 #include "xquant/quant/scheme.hpp"
@@ -111,60 +119,154 @@ using autograd::basic_variable;
 // fake_quant: fixed parameters
 // ======================================================================================
 
+namespace detail {
+
+/// Whether fake quantization of T with Scheme runs the SIMD kernels (kernels/fake_quant.hpp):
+/// float with round half to even. Other cases take the element-by-element path below.
+template <quant_scheme Scheme, class T>
+inline constexpr bool simd_fake_quant =
+    std::is_same_v<T, float> && std::is_same_v<typename Scheme::rounding, round_half_even>;
+
+/// Split points of the SIMD path: multiples of this many elements (a multiple of 8), so no
+/// two threads ever write the same byte of the bit mask.
+inline constexpr std::size_t mask_chunk = std::size_t{1} << 15;
+
+/// fn(channel, begin, end) over all of `l`, on several threads in chunks of mask_chunk
+/// elements when large.
+template <class Fn>
+void parallel_mask_runs(const axis_layout& l, Fn fn) {
+  const std::size_t n = l.size();
+  const std::size_t chunks = (n + mask_chunk - 1) / mask_chunk;
+  if (chunks < 2 || num_threads() == 1) {
+    for_each_run(l, 0, n, fn);
+    return;
+  }
+  parallel_for(chunks, 1, [&](std::size_t first, std::size_t last) {
+    for_each_run(l, first * mask_chunk, std::min(n, last * mask_chunk), fn);
+  });
+}
+
+/// The kernel arguments of channel c.
+template <quant_scheme Scheme>
+kernels::fake_quant_args kernel_args(float scale, std::int32_t zero_point) {
+  kernels::fake_quant_args a;
+  a.scale = scale;
+  a.lo = static_cast<float>(Scheme::qmin - zero_point);
+  a.hi = static_cast<float>(Scheme::qmax - zero_point);
+  return a;
+}
+
+using mask_bits = std::vector<std::uint8_t, caching_allocator<std::uint8_t>>;
+
+/// fake_quant for float, round half to even: one SIMD pass computes y and, when a gradient
+/// will be needed, the clipped-STE mask as bits, so the backward reads 1 bit per element
+/// instead of x (and divides nothing).
+template <quant_scheme Scheme>
+basic_variable<float> fake_quant_simd(const basic_variable<float>& x, const quant_params& p, const axis_layout& l) {
+  using estimator = typename Scheme::estimator;
+  const bool need_mask = !std::is_same_v<estimator, ste> && autograd::grad_enabled() && x.requires_grad();
+  mask_bits mask(need_mask ? kernels::mask_bytes(l.size()) : 0, 0);
+  array<float> y(x.value().shape());
+  const float* px = x.value().data();
+  float* py = y.data();
+  std::uint8_t* pm = need_mask ? mask.data() : nullptr;
+  nan_flag nan;
+  parallel_mask_runs(l, [&](std::size_t c, std::size_t b, std::size_t e) {
+    const kernels::fake_quant_args a = kernel_args<Scheme>(p.scale[c], p.zero_point[c]);
+    if (kernels::fake_quant(px + b, e - b, a, py + b, pm, b)) nan.set();
+  });
+  if (nan.seen()) throw_first_nan(x.value(), "fake_quant");
+
+  // A new gradient buffer (the usual case) is written, not zeroed and added to: 0.0f + dy
+  // is what adding to zeros gives, bit for bit.
+  if constexpr (std::is_same_v<estimator, ste>) {
+    return autograd::make_result<float>(std::move(y), {x}, [l](autograd::node<float>& n) {
+      const autograd::grad_target<float> dx = autograd::input_grad_target(*n.inputs[0]);
+      const float* dy = n.grad.data();
+      parallel_mask_runs(l, [&](std::size_t, std::size_t b, std::size_t e) {
+        if (dx.fresh) {
+          for (std::size_t i = b; i < e; ++i) dx.data[i] = 0.0f + dy[i];
+        } else {
+          for (std::size_t i = b; i < e; ++i) dx.data[i] += dy[i];
+        }
+      });
+    });
+  } else {
+    return autograd::make_result<float>(std::move(y), {x}, [l, mask = std::move(mask)](autograd::node<float>& n) {
+      const autograd::grad_target<float> dx = autograd::input_grad_target(*n.inputs[0]);
+      const float* dy = n.grad.data();
+      parallel_mask_runs(l, [&](std::size_t, std::size_t b, std::size_t e) {
+        if (dx.fresh) {
+          kernels::masked_copy(dy + b, e - b, mask.data(), b, dx.data + b);
+        } else {
+          kernels::masked_add(dy + b, e - b, mask.data(), b, dx.data + b);
+        }
+      });
+    });
+  }
+}
+
+}  // namespace detail
+
 /// Fake quantization with fixed parameters `p` (validated for Scheme and x's shape);
 /// backward by Scheme::estimator. See the top of this file.
 template <quant_scheme Scheme, class T>
 basic_variable<T> fake_quant(const basic_variable<T>& x, const quant_params& p) {
   static_assert(detail::is_fake_quant_scalar<T>, "xquant: fake_quant runs in float or double");
+  using estimator = typename Scheme::estimator;
+  static_assert(std::is_same_v<estimator, ste> || std::is_same_v<estimator, clipped_ste> ||
+                    std::is_same_v<estimator, lsq>,
+                "xquant: unknown gradient estimator");
   validate<Scheme>(p);
   validate_shape(p, x.shape());  // per axis: one scale per index of the axis
   const axis_layout l = detail::scheme_layout<Scheme>(x.shape(), "fake_quant");
-  const std::vector<float> scale = p.scale;
-  const std::vector<std::int32_t> zero_point = p.zero_point;
-
-  array<T> y(x.value().shape());
-  const T* px = x.value().data();
-  T* py = y.data();
-  detail::nan_flag nan;
-  detail::parallel_runs(l, [&](std::size_t c, std::size_t b, std::size_t e) {
-    const T s = static_cast<T>(scale[c]);
-    const std::int32_t z = zero_point[c];
-    for (std::size_t i = b; i < e; ++i) {
-      if (std::isnan(px[i])) {
-        nan.set();
-        continue;
-      }
-      py[i] = detail::fake_quant_element<Scheme>(px[i], s, z);
-    }
-  });
-  if (nan.seen()) detail::throw_first_nan(x.value(), "fake_quant");
-
-  using estimator = typename Scheme::estimator;
-  if constexpr (std::is_same_v<estimator, ste>) {
-    // STE: the rounding and the clamp are both treated as the identity.
-    return autograd::make_result<T>(std::move(y), {x}, [l](autograd::node<T>& n) {
-      T* dx = autograd::input_grad(*n.inputs[0]).data();
-      const T* dy = n.grad.data();
-      detail::parallel_runs(l, [dx, dy](std::size_t, std::size_t b, std::size_t e) {
-        for (std::size_t i = b; i < e; ++i) dx[i] += dy[i];
-      });
-    });
+  if constexpr (detail::simd_fake_quant<Scheme, T>) {
+    return detail::fake_quant_simd<Scheme>(x, p, l);
   } else {
-    static_assert(std::is_same_v<estimator, clipped_ste> || std::is_same_v<estimator, lsq>,
-                  "xquant: unknown gradient estimator");
-    // Clipped STE (and LSQ's input gradient): dy passes where the clamp did not act.
-    return autograd::make_result<T>(std::move(y), {x}, [l, scale, zero_point](autograd::node<T>& n) {
-      const T* in = n.inputs[0]->value.data();
-      const T* dy = n.grad.data();
-      T* dx = autograd::input_grad(*n.inputs[0]).data();
-      detail::parallel_runs(l, [&](std::size_t c, std::size_t b, std::size_t e) {
-        const T s = static_cast<T>(scale[c]);
-        const detail::relative_bounds<Scheme, T> bounds(zero_point[c]);
-        for (std::size_t i = b; i < e; ++i) {
-          if (bounds.inside(detail::rounded_quotient<Scheme>(in[i], s))) dx[i] += dy[i];
+    const std::vector<float> scale = p.scale;
+    const std::vector<std::int32_t> zero_point = p.zero_point;
+
+    array<T> y(x.value().shape());
+    const T* px = x.value().data();
+    T* py = y.data();
+    detail::nan_flag nan;
+    detail::parallel_runs(l, [&](std::size_t c, std::size_t b, std::size_t e) {
+      const T s = static_cast<T>(scale[c]);
+      const std::int32_t z = zero_point[c];
+      for (std::size_t i = b; i < e; ++i) {
+        if (std::isnan(px[i])) {
+          nan.set();
+          continue;
         }
-      });
+        py[i] = detail::fake_quant_element<Scheme>(px[i], s, z);
+      }
     });
+    if (nan.seen()) detail::throw_first_nan(x.value(), "fake_quant");
+
+    if constexpr (std::is_same_v<estimator, ste>) {
+      // STE: the rounding and the clamp are both treated as the identity.
+      return autograd::make_result<T>(std::move(y), {x}, [l](autograd::node<T>& n) {
+        T* dx = autograd::input_grad(*n.inputs[0]).data();
+        const T* dy = n.grad.data();
+        detail::parallel_runs(l, [dx, dy](std::size_t, std::size_t b, std::size_t e) {
+          for (std::size_t i = b; i < e; ++i) dx[i] += dy[i];
+        });
+      });
+    } else {
+      // Clipped STE (and LSQ's input gradient): dy passes where the clamp did not act.
+      return autograd::make_result<T>(std::move(y), {x}, [l, scale, zero_point](autograd::node<T>& n) {
+        const T* in = n.inputs[0]->value.data();
+        const T* dy = n.grad.data();
+        T* dx = autograd::input_grad(*n.inputs[0]).data();
+        detail::parallel_runs(l, [&](std::size_t c, std::size_t b, std::size_t e) {
+          const T s = static_cast<T>(scale[c]);
+          const detail::relative_bounds<Scheme, T> bounds(zero_point[c]);
+          for (std::size_t i = b; i < e; ++i) {
+            if (bounds.inside(detail::rounded_quotient<Scheme>(in[i], s))) dx[i] += dy[i];
+          }
+        });
+      });
+    }
   }
 }
 
@@ -238,6 +340,22 @@ std::size_t lsq_count_of(const shape_t& shape, const axis_layout& l, lsq_count c
   return std::max<std::size_t>(n, 1);
 }
 
+/// round(u) with the scheme's rounding where it matters for LSQ's backward: exact for u
+/// whose rounding lies in [lo - 1, hi + 1], else some value outside [lo, hi] on the same
+/// side. For float with round half to even that is the magic-number rounding of
+/// kernels/fake_quant.hpp after clamping u to [lo - 1, hi + 1] (no libm nearbyint call,
+/// which without SSE4.1 is a function call per element).
+template <quant_scheme Scheme, class T>
+T lsq_round(T u, const relative_bounds<Scheme, T>& bounds) {
+  if constexpr (simd_fake_quant<Scheme, T>) {
+    constexpr float magic = 12582912.0f;  // 1.5 * 2^23
+    const float v = std::min(std::max(u, bounds.lo - 1.0f), bounds.hi + 1.0f);
+    return (v + magic) - magic;
+  } else {
+    return round_to_integral<typename Scheme::rounding>(u);
+  }
+}
+
 /// g for each channel (Q_P depends on the channel's zero point).
 template <quant_scheme Scheme>
 std::vector<double> lsq_grad_scales(const std::vector<std::int32_t>& zero_point, std::size_t n, double given) {
@@ -271,12 +389,16 @@ basic_variable<T> fake_quant_lsq(const basic_variable<T>& x, const basic_variabl
   T* py = y.data();
   detail::nan_flag nan;
   detail::parallel_runs(l, [&](std::size_t c, std::size_t b, std::size_t e) {
-    for (std::size_t i = b; i < e; ++i) {
-      if (std::isnan(px[i])) {
-        nan.set();
-        continue;
+    if constexpr (detail::simd_fake_quant<Scheme, T>) {  // the same values, SIMD
+      if (kernels::fake_quant(px + b, e - b, detail::kernel_args<Scheme>(s[c], z[c]), py + b)) nan.set();
+    } else {
+      for (std::size_t i = b; i < e; ++i) {
+        if (std::isnan(px[i])) {
+          nan.set();
+          continue;
+        }
+        py[i] = detail::fake_quant_element<Scheme>(px[i], s[c], z[c]);  // eqs. 1-2
       }
-      py[i] = detail::fake_quant_element<Scheme>(px[i], s[c], z[c]);  // eqs. 1-2
     }
   });
   if (nan.seen()) detail::throw_first_nan(x.value(), op);
@@ -288,18 +410,25 @@ basic_variable<T> fake_quant_lsq(const basic_variable<T>& x, const basic_variabl
     const T* dy = n.grad.data();
     T* dx = xn.requires_grad ? autograd::input_grad(xn).data() : nullptr;
     // One pass: the input gradient (clipped STE) and sum(dy * d v_hat / d s) per channel (eq. 3).
+    // Four partial sums (element i of a run into part[(i - b) % 4]) break the chain of
+    // dependent double adds; the order is fixed, so the result still does not depend on
+    // the threads.
     auto per_run = [&](std::size_t c, std::size_t b, std::size_t e, double& acc) {
       const detail::relative_bounds<Scheme, T> bounds(z[c]);  // [-Q_N, Q_P]
+      double part[4] = {0, 0, 0, 0};
       for (std::size_t i = b; i < e; ++i) {
         const T u = in[i] / s[c];
-        const T r = round_to_integral<typename Scheme::rounding>(u);
+        const T r = detail::lsq_round<Scheme>(u, bounds);
+        double d;
         if (bounds.inside(r)) {
           if (dx) dx[i] += dy[i];
-          acc += static_cast<double>(dy[i]) * (static_cast<double>(r) - static_cast<double>(u));  // -v/s + round(v/s)
+          d = static_cast<double>(r) - static_cast<double>(u);  // -v/s + round(v/s)
         } else {
-          acc += static_cast<double>(dy[i]) * static_cast<double>(r < bounds.lo ? bounds.lo : bounds.hi);  // -Q_N | Q_P
+          d = static_cast<double>(r < bounds.lo ? bounds.lo : bounds.hi);  // -Q_N | Q_P
         }
+        part[(i - b) % 4] += static_cast<double>(dy[i]) * d;
       }
+      acc += (part[0] + part[1]) + (part[2] + part[3]);
     };
     const std::vector<double> ds = detail::channel_sums(l, per_run);
     if (!sn.requires_grad) return;

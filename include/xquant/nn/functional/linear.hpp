@@ -51,8 +51,9 @@ basic_variable<T> linear(const basic_variable<T>& x, const basic_variable<T>& w,
     autograd::node<T>& wn = *node.inputs[1];
     const T* dy = node.grad.data();
     if (xn.requires_grad) {
-      kernels::gemm<T>(false, false, n, in, out, T(1), dy, out, wn.value.data(), in, T(1),
-                       autograd::input_grad(xn).data(), in);
+      const autograd::grad_target<T> dx = autograd::input_grad_target(xn);
+      kernels::gemm<T>(false, false, n, in, out, T(1), dy, out, wn.value.data(), in, dx.fresh ? T(0) : T(1), dx.data,
+                       in);
     }
     if (wn.requires_grad) {
       kernels::gemm<T>(true, false, out, in, n, T(1), dy, out, xn.value.data(), in, T(1),

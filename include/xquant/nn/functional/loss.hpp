@@ -8,6 +8,7 @@
 // value_error. count_correct is not differentiable: the number of rows whose first
 // maximum is at the label.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -59,11 +60,12 @@ basic_variable<T> softmax_cross_entropy(const basic_variable<T>& logits, std::sp
   std::vector<int> saved(labels.begin(), labels.end());
   return autograd::make_result<T>(
       std::move(loss), {logits}, [n, k, probs = std::move(probs), saved = std::move(saved)](autograd::node<T>& node) {
-        T* dz = autograd::input_grad(*node.inputs[0]).data();
+        const autograd::grad_target<T> dz = autograd::input_grad_target(*node.inputs[0]);
+        if (dz.fresh) std::fill_n(dz.data, n * k, T(0));
         const T scale = node.grad.data()[0] / T(n);
         for (std::size_t i = 0; i < n; ++i) {
-          for (std::size_t j = 0; j < k; ++j) dz[i * k + j] += scale * probs[i * k + j];
-          dz[i * k + static_cast<std::size_t>(saved[i])] -= scale;
+          for (std::size_t j = 0; j < k; ++j) dz.data[i * k + j] += scale * probs[i * k + j];
+          dz.data[i * k + static_cast<std::size_t>(saved[i])] -= scale;
         }
       });
 }

@@ -11,6 +11,7 @@
 // least one real value. Every plane is independent: all loops run in parallel over planes
 // and are deterministic for any thread count.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -82,10 +83,11 @@ basic_variable<T> max_pool2d(const basic_variable<T>& x, const pool2d_options& o
     detail::max_pool_plane(px + p * g.in_plane(), g, y.data() + p * g.out_plane(), argmax.data() + p * g.out_plane());
   });
   return autograd::make_result<T>(std::move(y), {x}, [g, argmax = std::move(argmax)](autograd::node<T>& n) {
-    T* dx = autograd::input_grad(*n.inputs[0]).data();
+    const autograd::grad_target<T> dx = autograd::input_grad_target(*n.inputs[0]);
     const T* dy = n.grad.data();
     detail::for_each_plane(g.n * g.c, [&](std::size_t p) {
-      T* plane = dx + p * g.in_plane();
+      T* plane = dx.data + p * g.in_plane();
+      if (dx.fresh) std::fill_n(plane, g.in_plane(), T(0));
       for (std::size_t k = p * g.out_plane(); k < (p + 1) * g.out_plane(); ++k) plane[argmax[k]] += dy[k];
     });
   });
@@ -107,10 +109,11 @@ basic_variable<T> avg_pool2d(const basic_variable<T>& x, const pool2d_options& o
     detail::avg_pool_plane(px + p * g.in_plane(), g, y.data() + p * g.out_plane());
   });
   return autograd::make_result<T>(std::move(y), {x}, [g](autograd::node<T>& n) {
-    T* dx = autograd::input_grad(*n.inputs[0]).data();
+    const autograd::grad_target<T> dx = autograd::input_grad_target(*n.inputs[0]);
     const T* dy = n.grad.data();
     detail::for_each_plane(g.n * g.c, [&](std::size_t p) {
-      detail::avg_pool_backward_plane(dy + p * g.out_plane(), g, dx + p * g.in_plane());
+      if (dx.fresh) std::fill_n(dx.data + p * g.in_plane(), g.in_plane(), T(0));
+      detail::avg_pool_backward_plane(dy + p * g.out_plane(), g, dx.data + p * g.in_plane());
     });
   });
 }
@@ -136,11 +139,16 @@ basic_variable<T> global_avg_pool(const basic_variable<T>& x) {
     y.data()[p] = T(detail::sum(px + p * plane, plane) / double(plane));
   });
   return autograd::make_result<T>(std::move(y), {x}, [planes, plane](autograd::node<T>& n) {
-    T* dx = autograd::input_grad(*n.inputs[0]).data();
+    const autograd::grad_target<T> dx = autograd::input_grad_target(*n.inputs[0]);
     const T* dy = n.grad.data();
     detail::for_each_plane(planes, [&](std::size_t p) {
       const T v = dy[p] / T(plane);
-      for (std::size_t i = 0; i < plane; ++i) dx[p * plane + i] += v;
+      T* out = dx.data + p * plane;
+      if (dx.fresh) {
+        std::fill_n(out, plane, v);
+      } else {
+        for (std::size_t i = 0; i < plane; ++i) out[i] += v;
+      }
     });
   });
 }

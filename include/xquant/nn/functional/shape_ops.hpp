@@ -24,9 +24,13 @@ basic_variable<T> flatten(const basic_variable<T>& x) {
   array<T> y(shape_t{n, rest});
   std::copy(x.value().data(), x.value().data() + x.size(), y.data());
   return autograd::make_result<T>(std::move(y), {x}, [](autograd::node<T>& node) {
-    T* dx = autograd::input_grad(*node.inputs[0]).data();
+    const autograd::grad_target<T> dx = autograd::input_grad_target(*node.inputs[0]);
     const T* dy = node.grad.data();
-    for (std::size_t i = 0; i < node.grad.size(); ++i) dx[i] += dy[i];
+    if (dx.fresh) {
+      std::copy(dy, dy + node.grad.size(), dx.data);
+    } else {
+      for (std::size_t i = 0; i < node.grad.size(); ++i) dx.data[i] += dy[i];
+    }
   });
 }
 
@@ -65,10 +69,15 @@ basic_variable<T> concat(const std::vector<basic_variable<T>>& inputs) {
     std::size_t offset = 0;
     for (std::size_t k = 0; k < node.inputs.size(); ++k) {
       if (node.inputs[k]->requires_grad) {
-        T* dx = autograd::input_grad(*node.inputs[k]).data();
+        const autograd::grad_target<T> dx = autograd::input_grad_target(*node.inputs[k]);
         for (std::size_t i = 0; i < n; ++i) {
           const T* dy = node.grad.data() + i * row + offset;
-          for (std::size_t j = 0; j < widths[k]; ++j) dx[i * widths[k] + j] += dy[j];
+          T* out = dx.data + i * widths[k];
+          if (dx.fresh) {
+            std::copy(dy, dy + widths[k], out);
+          } else {
+            for (std::size_t j = 0; j < widths[k]; ++j) out[j] += dy[j];
+          }
         }
       }
       offset += widths[k];

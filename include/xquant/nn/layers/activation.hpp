@@ -12,8 +12,8 @@
 
 namespace xquant::nn {
 
-/// An activation fused into the preceding layer.
-enum class activation { none, relu, relu6 };
+// `activation` (none, relu, relu6: an activation fused into the preceding layer) is
+// declared in nn/trace.hpp, which int8 conversion shares.
 
 /// act(x); activation::none returns x itself (no op, no copy).
 inline variable apply_activation(activation act, const variable& x) {
@@ -31,11 +31,16 @@ inline variable apply_activation(activation act, const variable& x) {
 class relu : public module {
  public:
   variable forward(const variable& x) override { return functional::relu(x); }
+  std::optional<layer_spec> int8_spec() override { return unquantized_spec{standalone}; }
+  static constexpr const char* standalone =
+      "a standalone activation layer; fuse it into the preceding layer (its `act` option) so that the output "
+      "quantizer sits after it";
 };
 
 class relu6 : public module {
  public:
   variable forward(const variable& x) override { return functional::relu6(x); }
+  std::optional<layer_spec> int8_spec() override { return unquantized_spec{relu::standalone}; }
 };
 
 /// y = x. Holds a place in a sequential (e.g. where a QAT model fused a ReLU into the
@@ -43,6 +48,7 @@ class relu6 : public module {
 class identity : public module {
  public:
   variable forward(const variable& x) override { return x; }
+  std::optional<layer_spec> int8_spec() override { return identity_spec{}; }
 };
 
 }  // namespace xquant::nn

@@ -22,6 +22,7 @@
 #include "xquant/nn/functional/conv2d.hpp"
 #include "xquant/nn/init.hpp"
 #include "xquant/nn/layers/activation.hpp"
+#include "xquant/nn/layers/int8_spec.hpp"
 #include "xquant/nn/layers/weighted_layer.hpp"
 #include "xquant/quant/scheme.hpp"
 
@@ -56,6 +57,25 @@ class conv2d : public weighted_layer<Q> {
   void reset_parameters(std::mt19937& rng) override {
     init::kaiming_uniform(base::weight_.value(), rng);
     if (config_.bias) init::bias_uniform(base::bias_.value(), init::compute_fans(base::weight_.shape()).in, rng);
+  }
+
+  std::optional<layer_spec> int8_spec() override {
+    if constexpr (!is_quantized_v<Q>) {
+      return detail::fp32_layer("conv2d");
+    } else {
+      if (!this->quantizes_output()) {
+        return unquantized_spec{"conv2d with quantize_output = false has no output grid (it is part of a larger "
+                                "layer, or its output must be quantized by the next one)"};
+      }
+      weighted_spec s = detail::weighted_layer_spec<Q>(*this, base::weight_.value(),
+                                                       base::bias() ? &base::bias()->value() : nullptr, config_.act);
+      s.in = config_.in;
+      s.kernel = config_.kernel;
+      s.stride = config_.stride;
+      s.padding = config_.padding;
+      s.groups = config_.groups;
+      return s;
+    }
   }
 
   const conv2d_config& config() const { return config_; }

@@ -51,6 +51,7 @@
 #include "xquant/nn/layers/activation.hpp"
 #include "xquant/nn/layers/batch_norm.hpp"
 #include "xquant/nn/layers/conv2d.hpp"
+#include "xquant/nn/layers/int8_spec.hpp"
 #include "xquant/nn/layers/qat.hpp"
 #include "xquant/nn/module.hpp"
 
@@ -87,6 +88,23 @@ class conv_bn : public module, public qat_control {
     }
   }
 
+  /// The folded convolution on its integer grid (eval-mode arithmetic; trace.hpp).
+  std::optional<layer_spec> int8_spec() override {
+    if constexpr (!is_quantized_v<Q>) {
+      return detail::fp32_layer("conv_bn");
+    } else {
+      const array<float> bias = folded_bias();
+      weighted_spec s = detail::weighted_layer_spec<Q>(*this, folded_weight(), &bias, act_);
+      const conv2d_config& c = conv_.config();
+      s.in = c.in;
+      s.kernel = c.kernel;
+      s.stride = c.stride;
+      s.padding = c.padding;
+      s.groups = c.groups;
+      return s;
+    }
+  }
+
   conv2d<Q>& conv() { return conv_; }
   batch_norm2d& bn() { return bn_; }
   activation act() const { return act_; }
@@ -118,11 +136,12 @@ class conv_bn : public module, public qat_control {
     }
     return b;
   }
-  /// Quantization parameters of the folded weight (per channel for per_axis<0>).
+  /// Quantization parameters of the folded weight (per channel for per_axis<0>; the
+  /// learned step sizes for LSQ).
   quant_params weight_params()
     requires is_quantized_v<Q>
   {
-    return weight_quantizer_t<Q>::params_for(folded_weight());
+    return conv_.weight_quantizer().params_for_weight(folded_weight());
   }
   /// The output quantizer's current parameters (after the activation).
   quant_params output_params() const

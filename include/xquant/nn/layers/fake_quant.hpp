@@ -5,7 +5,9 @@
 //                                 min/max of PyTorch's QAT) proposes the parameters
 //   weight_fake_quant<Scheme>     weights: the parameters follow the current weight values
 //                                 (min/max per output channel) at every forward
-//   lsq_fake_quant<Scheme>        LSQ: the step size is a learned parameter
+//   lsq_fake_quant<Scheme>        LSQ: the step size is a learned parameter (and the
+//                                 layer versions lsq_weight_fake_quant,
+//                                 lsq_activation_fake_quant)
 //   pact_fake_quant<Scheme>       PACT: the clipping level alpha is a learned parameter
 //
 // Common behaviour:
@@ -22,6 +24,11 @@
 // "scale" and "zero_point" [channels]; lsq_fake_quant has parameter "scale" and buffers
 // "zero_point" and "initialized" [1]; pact_fake_quant has parameter "alpha" and buffer
 // "initialized".
+//
+// The layers (qat.hpp) hold weight_fake_quant / fake_quant, or for schemes with the lsq
+// estimator tag lsq_weight_fake_quant / lsq_activation_fake_quant. Both kinds of weight
+// quantizer answer params_for_weight(w), both kinds of activation quantizer params(),
+// freeze() and unfreeze().
 
 #include <algorithm>
 #include <cmath>
@@ -169,7 +176,9 @@ class fake_quant : public fake_quant_base<Scheme> {
     detail::check_channels<Scheme>(x, this->channels(), "fake_quant");
     if (this->is_training() && !frozen_) {
       observer_.observe(x.value());
-      this->set_params(observer_.params());
+      const quant_params p = observer_.params();
+      this->set_params(p);
+      return this->enabled() ? functional::fake_quant<Scheme>(x, p) : x;
     }
     if (!this->enabled()) return x;
     return functional::fake_quant<Scheme>(x, this->params());
@@ -224,6 +233,8 @@ class weight_fake_quant : public fake_quant_base<Scheme> {
     observer.observe(w);
     return observer.params();
   }
+  /// What every layer weight quantizer answers (see lsq_weight_fake_quant): params_for(w).
+  quant_params params_for_weight(const array<float>& w) const { return params_for(w); }
 
   void reset_parameters(std::mt19937&) override { this->reset_buffers(); }
 };
@@ -232,28 +243,71 @@ class weight_fake_quant : public fake_quant_base<Scheme> {
 // learned quantizers
 // ======================================================================================
 
+/// How lsq_fake_quant initialises its step size from the first training input.
+enum class lsq_init {
+  mean_abs,  ///< the paper's 2 mean(|v|) / sqrt(Q_P) per channel (lsq_initial_scale)
+  min_max,   ///< the scale choose_params<Scheme> gives for the input's min/max per channel (a
+             ///< calibrated start; the zero point stays as configured unless zero_point_from_data)
+};
+
 struct lsq_config {
   std::size_t channels = 1;  ///< 1 per tensor; the size of the scheme's axis per axis
   functional::lsq_count count = functional::lsq_count::per_scale;  ///< N of the gradient scale
   std::int32_t zero_point = 0;  ///< fixed, for every channel
+  /// Per tensor only: the zero point is chosen when the step size is initialised, from the
+  /// first batch's min/max (choose_params<Scheme>), and then stays fixed; `zero_point` is
+  /// only its value before that.
+  bool zero_point_from_data = false;
+  lsq_init init = lsq_init::mean_abs;
 
   /// Weights: one step size per channel of a per_axis scheme (or 1), N = elements per channel.
-  static lsq_config weights(std::size_t channels = 1) { return {channels, functional::lsq_count::per_scale, 0}; }
-  /// Activations: one step size, N = features per sample (the paper's N_F).
+  static lsq_config weights(std::size_t channels = 1) {
+    lsq_config c;
+    c.channels = channels;
+    return c;
+  }
+  /// Activations: one step size, N = features per sample (the paper's N_F), fixed zero point.
   static lsq_config activations(std::int32_t zero_point = 0) {
-    return {1, functional::lsq_count::per_sample, zero_point};
+    lsq_config c;
+    c.count = functional::lsq_count::per_sample;
+    c.zero_point = zero_point;
+    return c;
+  }
+  /// Activations whose zero point comes from the first batch.
+  static lsq_config activations_from_data() {
+    lsq_config c = activations();
+    c.zero_point_from_data = true;
+    return c;
   }
 };
 
 /// LSQ (functional::fake_quant_lsq) with the step size as parameter "scale".
 ///
 /// The first forward with the quantizer enabled, in training mode, initialises the step
-/// size from its input: 2 mean(|x|) / sqrt(Q_P) per channel (lsq_initial_scale), for
-/// weights their initial values, for activations the first batch; the "initialized"
-/// buffer records that, so a loaded checkpoint is not initialised again. An evaluation
+/// size from its input (for weights their initial values, for activations the first
+/// batch): lsq_init::mean_abs is the paper's 2 mean(|x|) / sqrt(Q_P) per channel
+/// (lsq_initial_scale), lsq_init::min_max the scale choose_params<Scheme> gives for the
+/// input's min/max per channel, i.e. where a min/max quantizer would start. The
+/// "initialized" buffer records that, so a loaded checkpoint is not initialised again. An evaluation
 /// forward before that is a value_error. Every forward first clamps the parameter in
 /// place to >= learned_min_scale (as PyTorch's _LearnableFakeQuantize does), so the
 /// checkpointed and converted step size is the one used.
+///
+/// Zero point. Fixed (lsq_config::zero_point), or with lsq_config::zero_point_from_data
+/// chosen at initialisation as choose_params<Scheme> does for the first batch's [min, max]:
+/// qmin when the batch has no negative value (an activation after ReLU / ReLU6: all levels
+/// for the positive side, zero at the scheme's qmin, as in the paper's unsigned
+/// activations), else the level that splits the range between negative and positive
+/// values in the proportion of that batch (always 0 for a symmetric scheme). It is not
+/// learned afterwards (LSQ+, Bhalgat et al. 2020, would learn it as an offset).
+///
+/// Freezing. freeze() stops the step-size updates: the parameter no longer takes part in
+/// autograd (requires_grad false) and its gradient buffer is dropped, so optimizers skip
+/// it (optim::sgd updates only parameters with a gradient; momentum does not carry it on).
+/// This is what "activation ranges frozen" means for a learned range: the quantization
+/// grid stays where it is while the weights adapt to it. The input gradient is unchanged.
+/// unfreeze() makes the step size learnable again (an optimizer's momentum buffer for it
+/// resumes from where it was).
 template <quant_scheme Scheme>
 class lsq_fake_quant : public module {
  public:
@@ -262,6 +316,8 @@ class lsq_fake_quant : public module {
   explicit lsq_fake_quant(const lsq_config& config = {}) : config_(config) {
     const std::size_t channels = detail::checked_channels<Scheme>(config.channels, "lsq_fake_quant");
     (void)functional::detail::lsq_zero_points<Scheme>({config.zero_point}, 1);  // validates it
+    check(!config.zero_point_from_data || !Scheme::is_per_axis,
+          "lsq_fake_quant: zero_point_from_data is for per_tensor schemes");
     scale_ = variable(array<float>(shape_t{channels}, 1.0f));
     zero_point_ = array<float>(shape_t{channels}, static_cast<float>(config.zero_point));
     initialized_ = array<float>(shape_t{1}, 0.0f);
@@ -300,12 +356,27 @@ class lsq_fake_quant : public module {
   bool enabled() const { return enabled_; }
   bool initialized() const { return detail::flag_set(initialized_); }
 
+  /// Stop / resume learning the step size (see the class comment).
+  void freeze() {
+    frozen_ = true;
+    scale_.set_requires_grad(false);
+    scale_.grad() = array<float>();
+  }
+  void unfreeze() {
+    frozen_ = false;
+    scale_.set_requires_grad(true);
+  }
+  bool frozen() const { return frozen_; }
+
   variable& scale() { return scale_; }
+  const array<float>& zero_point() const { return zero_point_; }
   const lsq_config& config() const { return config_; }
 
-  /// Step size 1, not initialised: the next training forward initialises it from data.
+  /// Step size 1 (zero point as configured), not initialised: the next training forward
+  /// initialises from data.
   void reset_parameters(std::mt19937&) override {
     std::fill(scale_.value().begin(), scale_.value().end(), 1.0f);
+    std::fill(zero_point_.begin(), zero_point_.end(), static_cast<float>(config_.zero_point));
     initialized_.data()[0] = 0.0f;
   }
 
@@ -313,9 +384,20 @@ class lsq_fake_quant : public module {
   void initialize_from(const array<float>& x) {
     check(is_training(), "lsq_fake_quant: the step size is not initialised; run a training forward (it "
                          "initialises from that input) or load a checkpoint before evaluating");
-    const std::int32_t z = detail::zero_point_from_float(zero_point_.data()[0], 0, "lsq_fake_quant");
-    const array<float> s = functional::lsq_initial_scale<Scheme>(x, z);
-    std::copy(s.begin(), s.end(), scale_.value().begin());
+    quant_params ranged;  // choose_params of the input's min/max, when needed
+    if (config_.zero_point_from_data || config_.init == lsq_init::min_max) {
+      minmax_observer<Scheme> observer;  // validates (non-empty, finite)
+      observer.observe(x);
+      ranged = observer.params();
+    }
+    if (config_.zero_point_from_data) zero_point_.data()[0] = static_cast<float>(ranged.zero_point[0]);
+    if (config_.init == lsq_init::min_max) {
+      std::copy(ranged.scale.begin(), ranged.scale.end(), scale_.value().begin());
+    } else {
+      const std::int32_t z = detail::zero_point_from_float(zero_point_.data()[0], 0, "lsq_fake_quant");
+      const array<float> s = functional::lsq_initial_scale<Scheme>(x, z);
+      std::copy(s.begin(), s.end(), scale_.value().begin());
+    }
     initialized_.data()[0] = 1.0f;
   }
 
@@ -323,6 +405,49 @@ class lsq_fake_quant : public module {
   variable scale_;
   array<float> zero_point_, initialized_;
   bool enabled_ = true;
+  bool frozen_ = false;
+};
+
+/// The step-size initialisation of the layers' LSQ quantizers. QAT fine-tunes a trained
+/// FP32 model, so they start where the min/max quantizers would (calibrated ranges) and
+/// learn from there; the paper's mean_abs rule, meant for training from scratch, starts
+/// far from the FP32 model at low bit widths (cnn w4a4: 36 % test accuracy after
+/// calibration instead of 91 %).
+inline constexpr lsq_init layer_lsq_init = lsq_init::min_max;
+
+/// The weight quantizer of a layer whose weight scheme has the lsq tag: one learned step
+/// size per output channel (per_axis<0>) or one per tensor, N = N_W, zero point 0,
+/// initialised from the weights' min/max.
+template <quant_scheme Scheme>
+class lsq_weight_fake_quant : public lsq_fake_quant<Scheme> {
+ public:
+  explicit lsq_weight_fake_quant(std::size_t channels = 1) : lsq_fake_quant<Scheme>(config(channels)) {}
+  /// The learned step sizes (they do not depend on w): what conversion uses.
+  quant_params params_for_weight(const array<float>&) const { return this->params(); }
+
+ private:
+  static lsq_config config(std::size_t channels) {
+    lsq_config c = lsq_config::weights(channels);
+    c.init = layer_lsq_init;
+    return c;
+  }
+};
+
+/// The output quantizer of a layer whose activation scheme has the lsq tag: one learned
+/// step size, N = N_F, step size and zero point from the first batch's min/max
+/// (lsq_config::activations_from_data; zero point qmin after ReLU / ReLU6).
+template <quant_scheme Scheme>
+class lsq_activation_fake_quant : public lsq_fake_quant<Scheme> {
+ public:
+  explicit lsq_activation_fake_quant(std::size_t channels = 1) : lsq_fake_quant<Scheme>(config(channels)) {}
+
+ private:
+  static lsq_config config(std::size_t channels) {
+    lsq_config c = lsq_config::activations_from_data();
+    c.channels = channels;
+    c.init = layer_lsq_init;
+    return c;
+  }
 };
 
 struct pact_config {

@@ -9,6 +9,7 @@ namespace xquant::nn {
 class flatten : public module {
  public:
   variable forward(const variable& x) override { return functional::flatten(x); }
+  std::optional<layer_spec> int8_spec() override { return flatten_spec{}; }
 };
 
 }  // namespace xquant::nn

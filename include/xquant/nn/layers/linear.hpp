@@ -15,6 +15,7 @@
 #include "xquant/nn/functional/linear.hpp"
 #include "xquant/nn/init.hpp"
 #include "xquant/nn/layers/activation.hpp"
+#include "xquant/nn/layers/int8_spec.hpp"
 #include "xquant/nn/layers/weighted_layer.hpp"
 #include "xquant/quant/scheme.hpp"
 
@@ -45,6 +46,21 @@ class linear : public weighted_layer<Q> {
   void reset_parameters(std::mt19937& rng) override {
     init::kaiming_uniform(base::weight_.value(), rng);
     if (config_.bias) init::bias_uniform(base::bias_.value(), config_.in, rng);
+  }
+
+  std::optional<layer_spec> int8_spec() override {
+    if constexpr (!is_quantized_v<Q>) {
+      return detail::fp32_layer("linear");
+    } else {
+      if (!this->quantizes_output()) {
+        return unquantized_spec{"linear with quantize_output = false has no output grid"};
+      }
+      weighted_spec s = detail::weighted_layer_spec<Q>(*this, base::weight_.value(),
+                                                       base::bias() ? &base::bias()->value() : nullptr, config_.act);
+      s.is_linear = true;
+      s.in = config_.in;
+      return s;
+    }
   }
 
   const linear_config& config() const { return config_; }

@@ -10,6 +10,7 @@
 #include <cstddef>
 
 #include "xquant/nn/functional/pooling.hpp"
+#include "xquant/nn/layers/int8_spec.hpp"
 #include "xquant/nn/layers/qat.hpp"
 #include "xquant/nn/module.hpp"
 
@@ -22,6 +23,7 @@ class max_pool2d : public module {
       : options_(functional::pool2d_options::square(kernel, stride, padding)) {}
   explicit max_pool2d(const functional::pool2d_options& options) : options_(options) {}
   variable forward(const variable& x) override { return functional::max_pool2d(x, options_); }
+  std::optional<layer_spec> int8_spec() override { return detail::pool_spec_of(pool_spec::kind::max, options_); }
   const functional::pool2d_options& options() const { return options_; }
 
  private:
@@ -35,6 +37,9 @@ class avg_pool2d : public module {
       : options_(functional::pool2d_options::square(kernel, stride, padding)) {}
   explicit avg_pool2d(const functional::pool2d_options& options) : options_(options) {}
   variable forward(const variable& x) override { return functional::avg_pool2d(x, options_); }
+  std::optional<layer_spec> int8_spec() override {
+    return detail::pool_spec_of(pool_spec::kind::average, options_);
+  }
   const functional::pool2d_options& options() const { return options_; }
 
  private:
@@ -56,6 +61,16 @@ class global_avg_pool : public module, public qat_control {
   }
   void set_observers_frozen(bool on) override { detail::freeze_quantizer<Q>(output_fq_, on); }
   activation_quantizer_t<Q>& output_quantizer() { return output_fq_; }
+  std::optional<layer_spec> int8_spec() override {
+    if constexpr (!is_quantized_v<Q>) {
+      return detail::fp32_layer("global_avg_pool");
+    } else {
+      pool_spec s;
+      s.op = pool_spec::kind::global_average;
+      s.output = detail::grid_of<typename Q::activation>(output_fq_.params());
+      return s;
+    }
+  }
 
  private:
   [[no_unique_address]] activation_quantizer_t<Q> output_fq_;

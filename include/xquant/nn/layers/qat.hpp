@@ -10,6 +10,15 @@
 //             child "activation_post_process" (PyTorch's name), placed after the layer's
 //             fused activation, never between the two.
 //
+// LSQ: a scheme with the lsq estimator tag (e.g. wa_bundle<4, 4, lsq>) gets a learned step
+// size instead, under the same child names: lsq_weight_fake_quant<W> (one step size per
+// output channel, parameter "weight_fake_quant.scale") and lsq_activation_fake_quant<A>
+// (parameter "activation_post_process.scale", zero point from the first batch). Both
+// initialise on their first training forward; freezing an LSQ activation quantizer stops
+// its step-size updates (see lsq_fake_quant in fake_quant.hpp). Their step sizes are
+// parameters, so an FP32 checkpoint lacks them: load it into the FP32 model and copy the
+// tensors by name (examples/common/models.hpp's copy_state, used by examples/qat.cpp).
+//
 // For no_quant the quantizer members are empty structs: no children, no buffers, no
 // work, so an FP32 model has exactly the parameters and buffers it always had, and an FP32
 // checkpoint loads into the QAT model (whose quantizer buffers are extra; see
@@ -35,6 +44,7 @@
 #include "xquant/nn/functional/shape_ops.hpp"
 #include "xquant/nn/layers/activation.hpp"
 #include "xquant/nn/layers/fake_quant.hpp"
+#include "xquant/nn/layers/int8_spec.hpp"
 #include "xquant/nn/module.hpp"
 #include "xquant/quant/scheme.hpp"
 
@@ -58,10 +68,15 @@ struct quantizers {
   using weight = no_quantizer;
   using activation = no_quantizer;
 };
+template <quant_scheme S>
+inline constexpr bool is_lsq_v = std::is_same_v<typename S::estimator, lsq>;
+
+// A scheme with the lsq estimator tag gets a learned step size, any other the min/max
+// quantizers; weights and activations choose independently.
 template <class W, class A>
 struct quantizers<bundle<W, A>> {
-  using weight = weight_fake_quant<W>;
-  using activation = fake_quant<A>;
+  using weight = std::conditional_t<is_lsq_v<W>, lsq_weight_fake_quant<W>, weight_fake_quant<W>>;
+  using activation = std::conditional_t<is_lsq_v<A>, lsq_activation_fake_quant<A>, fake_quant<A>>;
 };
 
 }  // namespace detail
@@ -160,6 +175,13 @@ class quant_stub : public module, public qat_control {
   }
   void set_observers_frozen(bool on) override { detail::freeze_quantizer<Q>(fq_, on); }
   activation_quantizer_t<Q>& output_quantizer() { return fq_; }
+  std::optional<layer_spec> int8_spec() override {
+    if constexpr (!is_quantized_v<Q>) {
+      return detail::fp32_layer("quant_stub");
+    } else {
+      return input_spec{detail::grid_of<typename Q::activation>(fq_.params())};
+    }
+  }
 
  private:
   [[no_unique_address]] activation_quantizer_t<Q> fq_;
@@ -178,16 +200,20 @@ class quantized_add : public module, public qat_control {
   }
 
   variable add(const variable& a, const variable& b) {
-    variable y = apply_activation(act_, autograd::add(a, b));
-    if constexpr (is_quantized_v<Q>) {
-      return fq_(y);
-    } else {
-      return y;
-    }
+    tracer* t = active_tracer();
+    if (t != nullptr && t->recording()) return traced_call(*t, {a, b}, [&] { return compute(a, b); });
+    return compute(a, b);
   }
   variable operator()(const variable& a, const variable& b) { return add(a, b); }
   variable forward(const variable&) override {
     throw value_error("quantized_add takes two inputs: call add(a, b)");
+  }
+  std::optional<layer_spec> int8_spec() override {
+    if constexpr (!is_quantized_v<Q>) {
+      return detail::fp32_layer("quantized_add");
+    } else {
+      return add_spec{act_, detail::grid_of<typename Q::activation>(fq_.params())};
+    }
   }
 
   void set_observers_frozen(bool on) override { detail::freeze_quantizer<Q>(fq_, on); }
@@ -195,6 +221,15 @@ class quantized_add : public module, public qat_control {
   activation_quantizer_t<Q>& output_quantizer() { return fq_; }
 
  private:
+  variable compute(const variable& a, const variable& b) {
+    variable y = apply_activation(act_, autograd::add(a, b));
+    if constexpr (is_quantized_v<Q>) {
+      return fq_(y);
+    } else {
+      return y;
+    }
+  }
+
   activation act_;
   [[no_unique_address]] activation_quantizer_t<Q> fq_;
 };
@@ -209,11 +244,15 @@ class quantized_concat : public module, public qat_control {
   }
 
   variable concat(const std::vector<variable>& inputs) {
-    variable y = functional::concat(inputs);
-    if constexpr (is_quantized_v<Q>) {
-      return fq_(y);
+    tracer* t = active_tracer();
+    if (t != nullptr && t->recording()) return traced_call(*t, inputs, [&] { return compute(inputs); });
+    return compute(inputs);
+  }
+  std::optional<layer_spec> int8_spec() override {
+    if constexpr (!is_quantized_v<Q>) {
+      return detail::fp32_layer("quantized_concat");
     } else {
-      return y;
+      return concat_spec{detail::grid_of<typename Q::activation>(fq_.params())};
     }
   }
   variable operator()(const std::vector<variable>& inputs) { return concat(inputs); }
@@ -224,6 +263,15 @@ class quantized_concat : public module, public qat_control {
   activation_quantizer_t<Q>& output_quantizer() { return fq_; }
 
  private:
+  variable compute(const std::vector<variable>& inputs) {
+    variable y = functional::concat(inputs);
+    if constexpr (is_quantized_v<Q>) {
+      return fq_(y);
+    } else {
+      return y;
+    }
+  }
+
   [[no_unique_address]] activation_quantizer_t<Q> fq_;
 };
 

@@ -26,12 +26,12 @@ class weighted_layer : public module, public qat_control {
 
   weight_quantizer_t<Q>& weight_quantizer() { return weight_fq_; }
   activation_quantizer_t<Q>& output_quantizer() { return output_fq_; }
-  /// The weight's quantization parameters, from the current weights (what the next
-  /// forward uses and conversion needs).
+  /// The weight's quantization parameters (what the next forward uses and conversion
+  /// needs): from the current weights, or the learned step sizes for LSQ.
   quant_params weight_params() const
     requires is_quantized_v<Q>
   {
-    return weight_quantizer_t<Q>::params_for(weight_.value());
+    return weight_fq_.params_for_weight(weight_.value());
   }
   /// The output quantizer's current parameters.
   quant_params output_params() const
@@ -39,6 +39,8 @@ class weighted_layer : public module, public qat_control {
   {
     return output_fq_.params();
   }
+  /// Whether the layer fake-quantizes its own output (false inside conv_bn).
+  bool quantizes_output() const { return quantize_output_; }
   void set_observers_frozen(bool on) override { detail::freeze_quantizer<Q>(output_fq_, on); }
 
  protected:

@@ -41,10 +41,19 @@ TEST_CASE("relu and relu6 pass gradcheck away from the kinks") {
   NN_GRADCHECK([](const vars64& in) { return relu6(in[0]); }, vars64{v64(x)});
 }
 
-TEST_CASE("relu runs in parallel chunks with identical results") {
+TEST_CASE("relu runs in parallel chunks with identical results, forward and backward") {
   std::mt19937 rng(3);
   const array<float> x = random_array<float>(shape_t{1 << 17}, rng);
-  const array<float> one = relu(autograd::variable(x)).value();
+  const array<float> seed = random_array<float>(shape_t{1 << 17}, rng);
+  auto run = [&] {
+    autograd::variable xv(x, true);
+    const autograd::variable y = relu(xv);
+    autograd::backward(y, &seed);
+    return std::vector<array<float>>{y.value(), xv.grad()};
+  };
+  const auto one = run();
   threads_guard threads(2);
-  CHECK(bit_identical(relu(autograd::variable(x)).value(), one));
+  const auto two = run();
+  CHECK(bit_identical(two[0], one[0]));
+  CHECK(bit_identical(two[1], one[1]));
 }

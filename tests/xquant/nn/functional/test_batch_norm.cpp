@@ -101,7 +101,7 @@ TEST_CASE("batch_norm rejects bad input") {
   CHECK_THROWS_AS(batch_norm(x, g, b, rm, rv, true, 0.1, 0.0), value_error);
 }
 
-TEST_CASE("batch_norm is bit-reproducible with 2 threads and agrees with 1 thread") {
+TEST_CASE("batch_norm gives the same bits with 1 and 2 threads (split over channels)") {
   std::mt19937 rng(4);
   const array<float> x = random_array<float>(shape_t{6, 5, 7, 7}, rng, -1.0, 3.0);
   const array<float> seed = random_array<float>(shape_t{6, 5, 7, 7}, rng);
@@ -118,8 +118,6 @@ TEST_CASE("batch_norm is bit-reproducible with 2 threads and agrees with 1 threa
   const auto again = run();
   for (std::size_t i = 0; i < one.size(); ++i) {
     CHECK(bit_identical(two[i], again[i]));
-    for (std::size_t j = 0; j < one[i].size(); ++j) {
-      REQUIRE(two[i].data()[j] == doctest::Approx(one[i].data()[j]).epsilon(1e-4).scale(1.0));
-    }
+    CHECK(bit_identical(one[i], two[i]));
   }
 }

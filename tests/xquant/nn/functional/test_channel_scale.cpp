@@ -72,3 +72,32 @@ TEST_CASE("scale_channels / divide_channels reject bad shapes and zero divisors"
   CHECK_THROWS_AS(divide_channels(x, var64(s), 1), value_error);
   CHECK_NOTHROW(scale_channels(x, var64(s), 1));
 }
+
+TEST_CASE("divide_channels factor gradient: float row sums in index order, then a double sum over the rows") {
+  // The specification of the float reduction, written out: any other order changes bits.
+  std::mt19937 rng(9);
+  const shape_t shape{7, 5, 3, 11};  // 35 rows: groups of four and a remainder
+  const array<float> x = random_array<float>(shape, rng);
+  const array<float> s = random_array<float>({5}, rng, 0.5, 2.0);
+  const array<float> dy = random_array<float>(shape, rng);
+  for (bool divide : {false, true}) {
+    autograd::variable xv(x, true), sv(s, true);
+    const autograd::variable y = divide ? divide_channels(xv, sv, 1) : scale_channels(xv, sv, 1);
+    autograd::backward(y, &dy);
+    const float* src = divide ? y.value().data() : x.data();
+    for (std::size_t c = 0; c < 5; ++c) {
+      double acc = 0;
+      for (std::size_t o = 0; o < 7; ++o) {
+        float row = 0;
+        for (std::size_t i = 0; i < 33; ++i) row += dy.data()[(o * 5 + c) * 33 + i] * src[(o * 5 + c) * 33 + i];
+        acc += static_cast<double>(row);
+      }
+      const float expected = divide ? static_cast<float>(-acc / static_cast<double>(s(c))) : static_cast<float>(acc);
+      CHECK(sv.grad()(c) == expected);
+      for (std::size_t i = 0; i < 33; ++i) {
+        const float g = dy.data()[(2 * 5 + c) * 33 + i];
+        CHECK(xv.grad().data()[(2 * 5 + c) * 33 + i] == (divide ? g / s(c) : g * s(c)));
+      }
+    }
+  }
+}

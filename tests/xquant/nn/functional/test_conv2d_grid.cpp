@@ -192,18 +192,19 @@ TEST_CASE("automatic picks the padded grid for kernels > 1x1 with little column 
   CHECK(fd::use_padded_grid(geom(4, 3, 1, 1), conv2d_algorithm::padded_grid));
 }
 
-TEST_CASE("padded-grid conv2d is bit-reproducible with 2 threads and 1 thread") {
+TEST_CASE("padded-grid conv2d gives the same bits with 1 and 2 threads") {
   std::mt19937 rng(29);
   const grid_case k{5, 6, 9, 11, 8, 3, 3, {.pad_h = 1, .pad_w = 1, .algorithm = conv2d_algorithm::padded_grid}, true};
   const array<float> x = random_array<float>(shape_t{k.n, k.c, k.h, k.w}, rng);
   const array<float> w = random_array<float>(shape_t{k.o, k.c, 3, 3}, rng);
   const array<float> b = random_array<float>(shape_t{k.o}, rng);
   const array<float> seed = random_array<float>(shape_t{k.n, k.o, k.h, k.w}, rng);
-  for (std::size_t threads : {1, 2}) {
-    threads_guard guard(threads);
-    const auto first = run_conv(k, conv2d_algorithm::padded_grid, x, w, b, &seed);
-    const auto second = run_conv(k, conv2d_algorithm::padded_grid, x, w, b, &seed);
-    INFO("threads ", threads);
-    for (std::size_t i = 0; i < first.size(); ++i) CHECK(bit_identical(first[i], second[i]));
+  const auto one = run_conv(k, conv2d_algorithm::padded_grid, x, w, b, &seed);
+  threads_guard guard(2);
+  const auto first = run_conv(k, conv2d_algorithm::padded_grid, x, w, b, &seed);
+  const auto second = run_conv(k, conv2d_algorithm::padded_grid, x, w, b, &seed);
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    CHECK(bit_identical(first[i], second[i]));
+    CHECK(bit_identical(one[i], first[i]));
   }
 }

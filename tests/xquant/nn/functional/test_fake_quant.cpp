@@ -570,3 +570,22 @@ TEST_CASE("pact per axis, floored alpha and errors") {
   CHECK_THROWS_AS(fake_quant_pact<pact4>(var32(array<float>{1.0f}), var32(array<float>{nan})), numeric_error);
   CHECK_THROWS_AS(fake_quant_pact<pact_a1>(xv, var32(array<float>{1.0f})), shape_error);
 }
+
+TEST_CASE_TEMPLATE("fake_quant float backward: the SIMD pass's bit mask equals round(x / s) lies within qmin - z .. qmax - z", Scheme,
+                   s8_sym_t, u8_asym_t, s4_sym_a0, u4_asym_a1, s8_asym_a1) {
+  // Odd extents: per-axis runs start at every offset within a mask byte.
+  std::mt19937 rng(21);
+  const shape_t shape{5, 7, 3, 11};
+  const std::size_t channels = Scheme::is_per_axis ? shape[Scheme::axis] : 1;
+  const quant_params p = narrow_params<Scheme>(channels, rng);
+  const array<float> x = tie_rich_data(shape, p, rng);
+  const axis_layout l = axis_layout::of(shape, p.axis);
+  var32 v(x, true);
+  backward_with(fake_quant<Scheme>(v, p), counting_seed<float>(shape));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const std::size_t c = (i / l.inner) % l.channels;
+    const float r = std::nearbyint(x.data()[i] / p.scale[c]) + static_cast<float>(p.zero_point[c]);
+    const bool inside = r >= Scheme::qmin && r <= Scheme::qmax;
+    REQUIRE_MESSAGE(v.grad().data()[i] == (inside ? static_cast<float>(i + 1) : 0.0f), "element ", i);
+  }
+}

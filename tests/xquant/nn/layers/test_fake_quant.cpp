@@ -13,6 +13,7 @@
 #include "xquant/io/checkpoint.hpp"
 #include "xquant/nn/functional/fake_quant.hpp"
 #include "xquant/nn/layers/fake_quant.hpp"
+#include "xquant/quant/choose_params.hpp"
 #include "xquant/quant/quantize.hpp"
 
 using namespace xquant;
@@ -320,6 +321,63 @@ TEST_CASE("lsq_fake_quant: asymmetric activations with a fixed zero point") {
   CHECK(fq.params().zero_point[0] == 3);
   CHECK(fq.scale().value() == nn::functional::lsq_initial_scale<a4_lsq>(x, 3));
   CHECK(bit_identical(y.value(), fake_quantize<a4_lsq>(x, fq.params())));
+}
+
+TEST_CASE("lsq_fake_quant: zero point and step size from the first batch's min/max") {
+  std::mt19937 rng(11);
+  // Negative values: the zero point splits the levels as choose_params does.
+  nn::lsq_config c = nn::lsq_config::activations_from_data();
+  nn::lsq_fake_quant<a4_lsq> mean_abs(c);
+  const array<float> x = batch(rng, -0.5, 2.0);
+  (void)mean_abs(variable(x));
+  const quant_params ranged = choose_params<a4_lsq>(xt::amin(x)(), xt::amax(x)());
+  CHECK(ranged.zero_point[0] > 0);
+  CHECK(mean_abs.params().zero_point[0] == ranged.zero_point[0]);
+  CHECK(mean_abs.scale().value() == nn::functional::lsq_initial_scale<a4_lsq>(x, ranged.zero_point[0]));
+  c.init = nn::lsq_init::min_max;
+  nn::lsq_fake_quant<a4_lsq> min_max(c);
+  (void)min_max(variable(x));
+  CHECK(min_max.params() == ranged);
+  // Nothing negative (after ReLU): zero point qmin, every level for the positive side.
+  nn::lsq_fake_quant<a4_lsq> relu(c);
+  const array<float> r = batch(rng, 0.0, 3.0);
+  (void)relu(variable(r));
+  CHECK(relu.params().zero_point[0] == a4_lsq::qmin);
+  // reset_parameters forgets the chosen zero point with the step size.
+  std::mt19937 init_rng(0);
+  min_max.reset_parameters(init_rng);
+  CHECK(min_max.zero_point()(0) == 0.0f);
+  // Per-channel weights from min/max: weight_fake_quant's parameters.
+  nn::lsq_config wc = nn::lsq_config::weights(4);
+  wc.init = nn::lsq_init::min_max;
+  nn::lsq_fake_quant<w4_lsq> wq(wc);
+  const array<float> w = batch(rng, -0.5, 0.5, {4, 2, 3, 3});
+  (void)wq(variable(w));
+  CHECK(wq.params() == nn::weight_fake_quant<w4_lsq>::params_for(w));
+  // Per axis the zero point cannot come from one batch range.
+  nn::lsq_config bad = nn::lsq_config::weights(4);
+  bad.zero_point_from_data = true;
+  CHECK_THROWS_AS(nn::lsq_fake_quant<w4_lsq>{bad}, value_error);
+}
+
+TEST_CASE("lsq_fake_quant: freeze stops the step size learning, the input gradient stays") {
+  std::mt19937 rng(12);
+  nn::lsq_fake_quant<a4_lsq> fq(nn::lsq_config::activations());
+  const array<float> x = batch(rng, 0.0, 2.0);
+  autograd::backward(autograd::sum(fq(variable(x))));
+  REQUIRE(fq.scale().has_grad());
+  fq.freeze();
+  CHECK(fq.frozen());
+  CHECK_FALSE(fq.scale().has_grad());  // dropped: an optimizer skips the parameter
+  variable v(x, true);
+  const variable y = fq(v);
+  CHECK(bit_identical(y.value(), fake_quantize<a4_lsq>(x, fq.params())));
+  autograd::backward(autograd::sum(y));
+  CHECK_FALSE(fq.scale().has_grad());
+  CHECK(v.has_grad());
+  fq.unfreeze();
+  autograd::backward(autograd::sum(fq(variable(x))));
+  CHECK(fq.scale().has_grad());
 }
 
 // ---------------------------------------------------------------------------------------

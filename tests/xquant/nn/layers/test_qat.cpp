@@ -1,6 +1,7 @@
 // Quantization-aware training in the layer templates: conv2d<Q>, linear<Q>, conv_bn<Q>
 // (BatchNorm folding), quant_stub, quantized_add, quantized_concat, global_avg_pool<Q>,
-// the freeze switches, checkpoints, and the int8 agreement of a conv+BN+ReLU block.
+// the freeze switches, checkpoints, LSQ bundles, and the int8 agreement of a conv+BN+ReLU
+// block.
 
 #include <doctest/doctest.h>
 
@@ -20,9 +21,11 @@
 #include "xquant/nn/functional/conv2d.hpp"
 #include "xquant/nn/functional/fake_quant.hpp"
 #include "xquant/nn/functional/linear.hpp"
+#include "xquant/nn/functional/loss.hpp"
 #include "xquant/nn/functional/pooling.hpp"
 #include "xquant/nn/layers.hpp"
 #include "xquant/nn/layers/qat.hpp"
+#include "xquant/optim/sgd.hpp"
 #include "xquant/quant/choose_params.hpp"
 #include "xquant/quant/quantize.hpp"
 
@@ -429,6 +432,152 @@ TEST_CASE("checkpoint: an FP32 checkpoint loads into the QAT model (quantizer bu
   temp_file g("qat");
   io::save_checkpoint(g.path, q);
   CHECK_THROWS_AS(io::load_checkpoint(g.path, fp, io::load_options{.allow_missing_buffers = true}), io_error);
+}
+
+// ---------------------------------------------------------------------------------------
+// LSQ bundles: learned step sizes in the layers
+// ---------------------------------------------------------------------------------------
+
+namespace {
+
+using w4a4_lsq = wa_bundle<4, 4, lsq>;
+using lsq_model = tiny_model<w4a4_lsq>;
+
+/// The LSQ step-size parameters of a model, by name.
+std::vector<nn::parameter_ref> step_sizes(nn::module& m) {
+  std::vector<nn::parameter_ref> out;
+  for (auto& p : m.parameters()) {
+    if (p.name.ends_with("fake_quant.scale") || p.name.ends_with("activation_post_process.scale")) out.push_back(p);
+  }
+  return out;
+}
+
+/// One SGD step on a cross-entropy loss of random labels.
+void train_step(nn::module& m, optim::sgd& opt, std::mt19937& rng) {
+  const variable x(rand_f({8, 1, 8, 8}, rng, -2, 2));
+  std::vector<int> labels(8);
+  for (auto& l : labels) l = std::uniform_int_distribution<int>(0, 2)(rng);
+  opt.zero_grad();
+  autograd::backward(nn::functional::softmax_cross_entropy(m(x), std::span<const int>(labels)));
+  opt.step();
+}
+
+}  // namespace
+
+TEST_CASE("lsq bundle: the layers hold LSQ quantizers, initialised from the first training batch") {
+  static_assert(std::is_same_v<nn::weight_quantizer_t<w4a4_lsq>, nn::lsq_weight_fake_quant<w4a4_lsq::weight>>);
+  static_assert(
+      std::is_same_v<nn::activation_quantizer_t<w4a4_lsq>, nn::lsq_activation_fake_quant<w4a4_lsq::activation>>);
+  static_assert(std::is_same_v<nn::weight_quantizer_t<w8a8>, nn::weight_fake_quant<W8>>);
+  std::mt19937 rng(51);
+  lsq_model m;
+  m.reset_parameters(rng);
+  // Every quantizer's step size is a parameter: 2 conv_bn (w + out), gap, linear (w + out), stub.
+  const auto steps = step_sizes(m);
+  CHECK(steps.size() == 8);
+  CHECK(steps[0].name == "0.conv.weight_fake_quant.scale");
+  CHECK(steps[0].var->size() == 4);  // per output channel
+  CHECK(steps[1].name == "0.activation_post_process.scale");
+  CHECK(steps[1].var->size() == 1);
+  CHECK_FALSE(m.stub_.output_quantizer().initialized());
+  m.eval();
+  CHECK_THROWS_AS((void)m(variable(rand_f({2, 1, 8, 8}, rng))), value_error);  // not initialised yet
+
+  m.train();
+  auto& block = dynamic_cast<nn::conv_bn<w4a4_lsq>&>(m[0]);
+  const array<float> w_fold = block.folded_weight();  // before the forward updates BN's statistics
+  const array<float> x = rand_f({4, 1, 8, 8}, rng, -2, 2);
+  (void)m(variable(x));
+  auto& stub = m.stub_.output_quantizer();
+  CHECK(stub.initialized());
+  // The input can be negative: step size and zero point are choose_params' for the
+  // batch's [min, max] (nn::layer_lsq_init), where a min/max quantizer would start.
+  const auto [lo, hi] = std::minmax_element(x.begin(), x.end());
+  CHECK(stub.params() == choose_params<w4a4_lsq::activation>(*lo, *hi));
+  CHECK(stub.params().zero_point[0] > 0);
+  // After ReLU / ReLU6 nothing is negative: zero point at qmin, all levels positive.
+  CHECK(block.output_params().zero_point[0] == w4a4_lsq::activation::qmin);
+  // Weights: per output channel, from the folded weights' min/max.
+  const quant_params pw = block.weight_params();
+  CHECK(pw == nn::weight_fake_quant<w4a4_lsq::weight>::params_for(w_fold));
+  // Conversion accessors return the step sizes the forward uses.
+  CHECK(pw.axis == 0);
+  for (std::size_t o = 0; o < 4; ++o) CHECK(pw.scale[o] == block.weight_quantizer().scale().value()(o));
+  CHECK(pw.zero_point == std::vector<std::int32_t>(4, 0));
+  CHECK(block.output_params().scale[0] == block.output_quantizer().scale().value()(0));
+}
+
+TEST_CASE("lsq bundle trains: every step size gets a gradient and changes under SGD") {
+  std::mt19937 rng(52);
+  lsq_model m;
+  m.reset_parameters(rng);
+  m.train();
+  (void)m(variable(rand_f({8, 1, 8, 8}, rng, -2, 2)));  // initialise
+  std::vector<array<float>> before;
+  for (auto& p : step_sizes(m)) before.push_back(p.var->value());
+  optim::sgd opt(m.parameters(), {.lr = 0.01, .momentum = 0.9, .weight_decay = 0});
+  train_step(m, opt, rng);
+  const auto steps = step_sizes(m);
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    CAPTURE(steps[i].name);
+    REQUIRE(steps[i].var->has_grad());
+    CHECK(std::any_of(steps[i].var->grad().begin(), steps[i].var->grad().end(), [](float g) { return g != 0; }));
+    CHECK_FALSE(bit_identical(steps[i].var->value(), before[i]));
+  }
+}
+
+TEST_CASE("lsq bundle: a checkpoint round-trips the learned step sizes and zero points") {
+  std::mt19937 rng(53);
+  lsq_model m;
+  m.reset_parameters(rng);
+  m.train();
+  (void)m(variable(rand_f({8, 1, 8, 8}, rng, -2, 2)));
+  optim::sgd opt(m.parameters(), {.lr = 0.01, .momentum = 0.9, .weight_decay = 0});
+  for (int i = 0; i < 2; ++i) train_step(m, opt, rng);
+  m.eval();
+  const variable x(rand_f({3, 1, 8, 8}, rng));
+  const array<float> y = m(x).value();
+  temp_file f("lsq");
+  io::save_checkpoint(f.path, m);
+
+  lsq_model back;
+  io::load_checkpoint(f.path, back);  // strict: every step size, zero point and flag is in the file
+  const auto a = step_sizes(m), b = step_sizes(back);
+  REQUIRE(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) CHECK(bit_identical(a[i].var->value(), b[i].var->value()));
+  CHECK(back.stub_.output_quantizer().initialized());
+  CHECK(back.stub_.output_quantizer().params() == m.stub_.output_quantizer().params());
+  back.eval();
+  CHECK(bit_identical(back(x).value(), y));  // no re-initialisation, the same computation
+  back.train();
+  const quant_params p = back.stub_.output_quantizer().params();
+  (void)back(variable(rand_f({4, 1, 8, 8}, rng, -9, 9)));  // a training forward does not re-initialise
+  CHECK(back.stub_.output_quantizer().params() == p);
+}
+
+TEST_CASE("lsq bundle: freeze_observers stops the activation step sizes, weight step sizes keep learning") {
+  std::mt19937 rng(54);
+  lsq_model m;
+  m.reset_parameters(rng);
+  m.train();
+  (void)m(variable(rand_f({8, 1, 8, 8}, rng, -2, 2)));
+  optim::sgd opt(m.parameters(), {.lr = 0.01, .momentum = 0.9, .weight_decay = 0});
+  for (int i = 0; i < 2; ++i) train_step(m, opt, rng);  // momentum buffers are non-zero now
+  nn::freeze_observers(m);
+  CHECK(m.stub_.output_quantizer().frozen());
+  std::vector<array<float>> before;
+  for (auto& p : step_sizes(m)) before.push_back(p.var->value());
+  for (int i = 0; i < 3; ++i) train_step(m, opt, rng);
+  const auto steps = step_sizes(m);
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    CAPTURE(steps[i].name);
+    const bool weight = steps[i].name.find("weight_fake_quant") != std::string::npos;
+    CHECK(bit_identical(steps[i].var->value(), before[i]) == !weight);
+    CHECK(steps[i].var->has_grad() == weight);
+  }
+  nn::freeze_observers(m, false);  // learning again
+  train_step(m, opt, rng);
+  CHECK_FALSE(bit_identical(m.stub_.output_quantizer().scale().value(), before.back()));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+#pragma once
+// The loops around an int8 micro-kernel: panel by panel (64 columns of C), column tile by
+// column tile inside the panel, and down all rows of A for each column tile, so the tile's
+// packed W (K x tile width: 36 KB for K = 576 and 64 columns) stays in L1 while the rows of
+// A stream past it. Every tile runs the whole K in registers (no k blocking: even K = 4608,
+// a 3 x 3 x 512 convolution, keeps a 64-column W panel of 288 KB in L2), hands its int32
+// sums to the epilogue through a 1.5 KB buffer on this function's stack, and the call
+// needs no caller scratch; ragged edges (fewer rows or vectors than the full tile) run the
+// same kernel instantiated for the smaller tile.
+//
+// A row range of C depends only on the same rows of A, so a caller may split M over threads
+// by calling gemm on row blocks (A + r0 * lda, C + r0 * ldc).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "xquant/kernels/int8/gemm/pack.hpp"
+#include "xquant/kernels/int8/gemm/tile.hpp"
+#include "xquant/kernels/requant_args.hpp"
+#include "xquant/kernels/simd.hpp"
+
+XQUANT_SIMD_BEGIN
+namespace xquant::kernels::int8::gemm_detail {
+
+/// Runs Kernel::tile<rows, vectors> for run-time rows <= MR, vectors <= NV.
+template <class Kernel, std::size_t MR = Kernel::mr, std::size_t NV = Kernel::nv>
+void tile_of_size(std::size_t rows, std::size_t vectors, const tile_job& job,
+                  const panel_epilogue<typename Kernel::requant_arch>& e) noexcept {
+  if constexpr (MR > 1) {
+    if (rows < MR) return tile_of_size<Kernel, MR - 1, NV>(rows, vectors, job, e);
+  }
+  if constexpr (NV > 1) {
+    if (vectors < NV) return tile_of_size<Kernel, MR, NV - 1>(rows, vectors, job, e);
+  }
+  Kernel::template tile<MR, NV>(job, e);
+}
+
+/// C = requantize(bias + A W^T) with Kernel (see reference::int8::gemm); trusted arguments.
+template <class Kernel>
+void run(std::size_t m, const std::uint8_t* a, std::size_t lda, const packed_weights& w, const std::int32_t* bias,
+         const requant_channel_args& rq, std::uint8_t* c, std::size_t ldc) noexcept {
+  constexpr std::size_t vector_cols = Kernel::vector_cols, tile_cols = Kernel::nv * vector_cols;
+  static_assert(vector_cols == panel_epilogue<typename Kernel::requant_arch>::width);
+  if (m == 0) return;
+  panel_epilogue<typename Kernel::requant_arch> e;
+  alignas(64) std::int32_t sums[Kernel::mr * tile_cols];
+  for (std::size_t p = 0; p < w.panels(); ++p) {
+    const std::size_t col0 = p * panel_cols, width = w.panel_width(p);
+    const std::size_t cols = std::min(panel_cols, w.n() - col0);
+    e.prepare(bias, rq, col0, cols);
+    for (std::size_t c0 = 0; c0 < cols; c0 += tile_cols) {
+      tile_job job{};
+      job.lda = lda;
+      job.k = w.k();
+      job.w = w.panel(p) + c0 * k_group;
+      job.w_stride = width * k_group;
+      job.ldc = ldc;
+      job.cols = std::min(tile_cols, cols - c0);
+      job.v0 = c0 / vector_cols;
+      job.sums = sums;
+      const std::size_t vectors = ceil_div(job.cols, vector_cols);  // <= nv; padding vectors skipped
+      for (std::size_t r0 = 0; r0 < m; r0 += Kernel::mr) {
+        job.a = a + r0 * lda;
+        job.c = c + r0 * ldc + col0 + c0;
+        tile_of_size<Kernel>(std::min(Kernel::mr, m - r0), vectors, job, e);
+      }
+    }
+  }
+}
+
+}  // namespace xquant::kernels::int8::gemm_detail
+XQUANT_SIMD_END

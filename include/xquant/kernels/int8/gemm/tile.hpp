@@ -1,0 +1,146 @@
+#pragma once
+// What every int8 GEMM micro-kernel shares: the description of one tile, how A's bytes are
+// read per k group, and the fused epilogue (bias, per-channel fixed-point requantization,
+// clamp, narrowing store) applied to a tile's int32 sums right after its k loop, while they
+// are in L1 (job.sums, 1.5 KB at most), before anything else is computed.
+//
+// Epilogue. The per-channel constants of kernels/requantize.hpp (fixed_lanes: multipliers,
+// shifts, rounding biases, clamp limits) are derived once per panel of 64 columns, from
+// copies of the channel arrays padded to the panel width, and reused by every row tile of
+// the panel; the sums then take exactly reference::requantize_fixed's path
+// (detail::fixed_batch, bit for bit) and simd::store_clamped. A vector that runs past the
+// last column goes through a small buffer, so C's columns n .. ldc-1 are never written.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "xquant/kernels/gemm/microkernel.hpp"
+#include "xquant/kernels/int8/gemm/pack.hpp"
+#include "xquant/kernels/requant_args.hpp"
+#include "xquant/kernels/requantize.hpp"
+#include "xquant/kernels/simd.hpp"
+
+XQUANT_SIMD_BEGIN
+namespace xquant::kernels::int8::gemm_detail {
+
+/// One micro-kernel call: `rows` (a template argument of the kernel) rows of A from `a`,
+/// the tile's columns of one panel from `w`, the result at `c`.
+struct tile_job {
+  const std::uint8_t* a;  ///< first row of the tile, row stride lda
+  std::size_t lda, k;
+  const std::int8_t* w;  ///< group 0 of the tile's first column in the packed panel
+  std::size_t w_stride;  ///< bytes from one k group to the next (4 * panel width)
+  std::uint8_t* c;       ///< C[row 0][first column], row stride ldc
+  std::size_t ldc;
+  std::size_t cols;    ///< valid columns of the tile (the rest are padding)
+  std::size_t v0;      ///< the tile's first vector in the panel's epilogue constants
+  std::int32_t* sums;  ///< 64-byte aligned room for the tile's int32 results (store_tile)
+};
+
+/// The epilogue constants of one panel for int32 batches of RA.
+template <class RA>
+struct panel_epilogue {
+  using i32 = simd::batch<std::int32_t, RA>;
+  static constexpr std::size_t width = i32::size;
+  static constexpr std::size_t vectors = panel_cols / width;
+  static_assert(panel_granule % width == 0, "a panel's padding granule must hold whole vectors");
+
+  alignas(64) std::int32_t bias[panel_cols];
+  kernels::detail::fixed_lanes<RA, kernels::detail::u64<RA>> lanes[vectors];
+  int qmin, qmax;
+
+  /// Constants for columns col0 .. col0 + cols - 1 of C (bias may be null: zeros). Padding
+  /// channels get a zero bias and the valid scale 2^-1; their results are never stored.
+  void prepare(const std::int32_t* b, const requant_channel_args& rq, std::size_t col0, std::size_t cols) noexcept {
+    alignas(64) std::int32_t multiplier[panel_cols], shift[panel_cols];
+    for (std::size_t c = 0; c < panel_cols; ++c) {
+      const bool valid = c < cols;
+      bias[c] = valid && b ? b[col0 + c] : 0;
+      multiplier[c] = valid ? rq.multiplier[col0 + c] : std::int32_t{1} << 30;
+      shift[c] = valid ? rq.shift[col0 + c] : 31;
+    }
+    requant_channel_args padded = rq;
+    padded.multiplier = multiplier;
+    padded.shift = shift;
+    for (std::size_t v = 0; v * width < cols; ++v) lanes[v] = kernels::detail::fixed_lanes_at<RA>(padded, v * width);
+    qmin = rq.qmin;
+    qmax = rq.qmax;
+  }
+
+  /// Requantizes and stores a tile: acc holds rows x vectors batches (row major, aligned),
+  /// the sums of the tile's columns (job.cols of them valid) before the bias. The kernels
+  /// hand their accumulators over through job.sums (in the caller's frame, not the
+  /// kernel's: GCC 12 treats a local array that the accumulators are finally stored to as
+  /// their home and stores to it inside the k loop) rather than calling store per batch (an
+  /// out-of-line call with accumulators live spills them across the k loop, and inlining
+  /// the epilogue into every tile shape bloats code).
+  void store_tile(const std::int32_t* acc, std::size_t rows, std::size_t vectors,
+                  const tile_job& job) const noexcept {
+    for (std::size_t j = 0; j < vectors && j * width < job.cols; ++j) {
+      for (std::size_t i = 0; i < rows; ++i) {
+        store(i32::load_aligned(acc + (i * vectors + j) * width), job.v0 + j, job.c + i * job.ldc + j * width,
+              job.cols - j * width);
+      }
+    }
+  }
+
+  /// Requantizes the accumulators of panel vector v (bias not yet added) and stores the
+  /// first min(valid, width) bytes at out. Equals reference::requantize_fixed per lane:
+  /// fixed_batch<true> clamps |acc| to 2^(s-1), which is exact for every shift (see
+  /// kernels/requantize.hpp; for s >= 32 the limit is 2^31 and the clamp does nothing).
+  void store(i32 acc, std::size_t v, std::uint8_t* out, std::size_t valid) const noexcept {
+    const i32 q = kernels::detail::fixed_batch<true>(acc + i32::load_aligned(bias + v * width), lanes[v]);
+    if (valid >= width) {
+      simd::store_clamped<std::uint8_t, RA>(out, q, qmin, qmax);
+    } else {
+      std::uint8_t tmp[panel_cols];  // (not [width]: GCC 12 -Warray-bounds misses valid < width)
+      simd::store_clamped<std::uint8_t, RA>(tmp, q, qmin, qmax);
+      std::memcpy(out, tmp, valid);
+    }
+  }
+};
+
+/// The 4 A bytes of a full k group at p (a0 in the low byte).
+inline std::uint32_t group_bytes(const std::uint8_t* p) noexcept {
+  std::uint32_t x;
+  std::memcpy(&x, p, 4);
+  return x;
+}
+
+/// The bytes of the last, partial k group (K % 4 of them) of each of MR rows, zero-extended
+/// (A may end right after them; the packed W is zero past K). Gathered before the k loop:
+/// a byte loop after it, with the accumulators live, makes GCC spill them in the loop.
+template <std::size_t MR>
+void gather_tail(const std::uint8_t* a, std::size_t lda, std::size_t k, std::uint32_t (&tail)[MR]) noexcept {
+  const std::size_t k0 = k / k_group * k_group;
+  for (std::size_t i = 0; i < MR; ++i) {
+    tail[i] = 0;
+    for (std::size_t p = k0; p < k; ++p) tail[i] |= std::uint32_t{a[i * lda + p]} << (8 * (p - k0));
+  }
+}
+
+/// Prefetches the A rows of the next row tile while a tile runs its k loop: the call for
+/// group g requests the line of row (call count mod rows) at byte 4 g. Called every KS
+/// groups, each row's requests advance 4 KS rows < 64 bytes a time, so every line of the
+/// next tile's rows is requested during this tile's loop, ~1000 cycles before it is read.
+/// The hardware prefetcher alone left the im2col GEMM (M = 3136, K = 576: A is 1.8 MB,
+/// read from L3 on a busy machine) at 74 % of the vpdpbusd peak; with this, 88 %.
+/// (Addresses past the end of A are only prefetched, never read: uintptr_t arithmetic.)
+class next_tile_prefetcher {
+ public:
+  next_tile_prefetcher(const std::uint8_t* tile_a, std::size_t lda, std::size_t rows) noexcept
+      : next_(reinterpret_cast<std::uintptr_t>(tile_a) + rows * lda), lda_(lda), rows_(rows) {}
+  void operator()(std::size_t g) noexcept {
+    kernels::gemm_detail::prefetch(reinterpret_cast<const void*>(next_ + row_ * lda_ + g * k_group));
+    row_ = row_ + 1 == rows_ ? 0 : row_ + 1;
+  }
+
+ private:
+  std::uintptr_t next_;
+  std::size_t lda_, rows_, row_ = 0;
+};
+
+}  // namespace xquant::kernels::int8::gemm_detail
+XQUANT_SIMD_END

@@ -1,0 +1,177 @@
+#pragma once
+// The VNNI micro-kernels: vpdpbusd, u8 x s8 dot products of 4 bytes accumulated into int32
+// lanes, on zmm (AVX-512 VNNI) or ymm (AVX-VNNI). xsimd 8.1 has no VNNI arch, so these are
+// intrinsics, compiled only where the compiler targets the extension.
+//
+// Exactness: vpdpbusd (not the saturating vpdpbusds) adds the 4 products of a lane, each in
+// [-32640, 32385], to the lane with a wrapping 32-bit add: the int32 sum of
+// reference::int8::dot modulo 2^32, in another order (exact, integer adds commute).
+//
+// Tile: MR rows x NV vectors of 16 (zmm) or 8 (ymm) columns. Each k group loads NV vectors
+// of packed W (aligned), broadcasts the group's 4 A bytes of each row (one vpbroadcastd from
+// memory) and does MR * NV vpdpbusd. 6 x 4 on zmm: 24 accumulators + 4 W + 1 A of the 32
+// registers, 10 loads per 24 vpdpbusd, and 64 columns = one panel (N = 64 layers are one
+// column tile). 6 x 2 on ymm: 12 + 2 + 1 of the 16 registers AVX-VNNI (VEX) can name.
+// vpdpbusd has a latency of ~4 cycles and this core (Zen 5) issues two per cycle, so ~8-12
+// independent chains are needed (measured: 4 chains give half the peak, 8 about 92 %, 12
+// 99 %). Tiles with fewer accumulators (small M: M = 1 dense layers, ragged edges) split k
+// over KS interleaved accumulator sets, summed at the end, as far as the registers allow.
+//
+// GCC 12 needs the accumulators' code to be written carefully or it keeps them in memory
+// (each costs a store and a reload per vpdpbusd, halving the rate): every loop over them
+// fully unrolled, no call and no loop while they are live (the partial k group's bytes are
+// gathered before the k loop, the epilogue gets them through a buffer after it), and an asm
+// statement instead of the vpdpbusd builtin (see zmm_dpbusd::dot).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "xquant/kernels/int8/gemm/tile.hpp"
+#include "xquant/kernels/simd.hpp"
+
+XQUANT_SIMD_BEGIN
+namespace xquant::kernels::int8::gemm_detail {
+
+#if defined(__AVX512VNNI__) && XSIMD_WITH_AVX512BW
+#define XQUANT_INT8_AVX512_VNNI 1
+/// zmm registers, AVX-512 VNNI.
+struct zmm_dpbusd {
+  using reg = __m512i;
+  using requant_arch = xsimd::avx512bw;
+  static constexpr std::size_t mr = 6, nv = 4, max_accumulators = 24;
+  static reg zero() noexcept { return _mm512_setzero_si512(); }
+  static reg load(const std::int8_t* p) noexcept { return _mm512_load_si512(p); }
+  static reg broadcast(std::uint32_t x) noexcept { return _mm512_set1_epi32(static_cast<int>(x)); }
+  static reg dot(reg acc, reg a, reg w) noexcept {
+#if defined(__GNUC__) && !defined(__clang__)
+    // GCC 12 register-allocates the vpdpbusd builtin badly once the accumulators are used
+    // after the k loop (the partial-group step): it copies and spills them inside the loop
+    // (measured: 17 stack stores and ~24 moves per 24 vpdpbusd). A tied "+v" asm operand
+    // keeps them in registers. ({AT&T|Intel} operand orders for either -masm dialect.)
+    asm("vpdpbusd {%2, %1, %0|%0, %1, %2}" : "+v"(acc) : "v"(a), "vm"(w));
+    return acc;
+#else
+    return _mm512_dpbusd_epi32(acc, a, w);
+#endif
+  }
+  static reg add(reg x, reg y) noexcept { return _mm512_add_epi32(x, y); }
+  static void store(std::int32_t* p, reg x) noexcept { _mm512_store_si512(p, x); }
+};
+#else
+#define XQUANT_INT8_AVX512_VNNI 0
+#endif
+
+#if defined(__AVXVNNI__) && XSIMD_WITH_AVX2
+#define XQUANT_INT8_AVX_VNNI 1
+/// ymm registers, AVX-VNNI (VEX encoded: 16 registers).
+struct ymm_dpbusd {
+  using reg = __m256i;
+  using requant_arch = xsimd::avx2;
+  static constexpr std::size_t mr = 6, nv = 2, max_accumulators = 12;
+  static reg zero() noexcept { return _mm256_setzero_si256(); }
+  static reg load(const std::int8_t* p) noexcept { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
+  static reg broadcast(std::uint32_t x) noexcept { return _mm256_set1_epi32(static_cast<int>(x)); }
+  static reg dot(reg acc, reg a, reg w) noexcept {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    // As zmm_dpbusd::dot. With AVX-512 the EVEX form can use all 32 registers (a VEX-only
+    // asm would make GCC shuttle values from ymm16-31 into ymm0-15).
+    asm("vpdpbusd {%2, %1, %0|%0, %1, %2}" : "+v"(acc) : "v"(a), "vm"(w));
+    return acc;
+#elif defined(__GNUC__) && !defined(__clang__)
+    // As zmm_dpbusd::dot; {vex} (written %{vex%}: braces are dialect alternatives in asm)
+    // selects the AVX-VNNI encoding, "x" its registers 0-15.
+    asm("%{vex%} vpdpbusd {%2, %1, %0|%0, %1, %2}" : "+x"(acc) : "x"(a), "xm"(w));
+    return acc;
+#else
+    return _mm256_dpbusd_avx_epi32(acc, a, w);
+#endif
+  }
+  static reg add(reg x, reg y) noexcept { return _mm256_add_epi32(x, y); }
+  static void store(std::int32_t* p, reg x) noexcept { _mm256_store_si256(reinterpret_cast<__m256i*>(p), x); }
+};
+#else
+#define XQUANT_INT8_AVX_VNNI 0
+#endif
+
+/// The vpdpbusd micro-kernel over the registers R (zmm_dpbusd or ymm_dpbusd).
+template <class R>
+struct dpbusd_kernel {
+  using reg = typename R::reg;
+  using requant_arch = typename R::requant_arch;
+  static constexpr std::size_t vector_cols = sizeof(reg) / 4;
+  static constexpr std::size_t mr = R::mr, nv = R::nv;
+  static constexpr std::size_t chains = 12;  // independent vpdpbusd chains wanted
+  // Bytes of W prefetched ahead by the 1- and 2-row tiles (8 groups of a 64-column panel).
+  // Those tiles (M = 1 dense layers) are bound by the L2 -> L1 stream of W; the hardware
+  // prefetcher alone left ~20 % on the table (dense 3136 -> 128, batch 1: 370 -> 445 GOPS).
+  static constexpr std::size_t prefetch_distance = 2048;
+
+  /// acc += one k group: row i's 4 A bytes (read_a(i)) times the NV vectors of W at w.
+  template <std::size_t MR, std::size_t NV, class ReadA>
+  static void step(reg (&acc)[MR][NV], const std::int8_t* w, ReadA read_a) noexcept {
+    reg wv[NV];
+#pragma GCC unroll 4
+    for (std::size_t j = 0; j < NV; ++j) wv[j] = R::load(w + j * sizeof(reg));
+    if constexpr (MR <= 2) {  // W streams from L2, each byte used by <= 2 rows: fetch ahead
+      const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(w) + prefetch_distance;  // may pass the end
+#pragma GCC unroll 4
+      for (std::size_t j = 0; j < NV * sizeof(reg); j += 64)
+        kernels::gemm_detail::prefetch(reinterpret_cast<const void*>(ahead + j));
+    }
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < MR; ++i) {
+      const reg av = R::broadcast(read_a(i));
+#pragma GCC unroll 4
+      for (std::size_t j = 0; j < NV; ++j) acc[i][j] = R::dot(acc[i][j], av, wv[j]);
+    }
+  }
+
+  /// C[0 .. MR)[0 .. NV * vector_cols) of the job (its first job.cols columns).
+  template <std::size_t MR, std::size_t NV>
+  static void tile(const tile_job& job, const panel_epilogue<requant_arch>& e) noexcept {
+    // Must equal reference::int8::gemm bit for bit (sums modulo 2^32 in another order).
+    constexpr std::size_t KS = std::clamp<std::size_t>(
+        std::min((chains + MR * NV - 1) / (MR * NV), R::max_accumulators / (MR * NV)), 1, 4);
+    const std::size_t full = job.k / k_group, lda = job.lda, w_stride = job.w_stride;
+    std::uint32_t tail[MR];
+    gather_tail(job.a, lda, job.k, tail);
+    reg acc[KS][MR][NV];
+#pragma GCC unroll 4
+    for (std::size_t s = 0; s < KS; ++s)
+#pragma GCC unroll 8
+      for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (std::size_t j = 0; j < NV; ++j) acc[s][i][j] = R::zero();
+    const std::uint8_t* a = job.a;
+    const std::int8_t* w = job.w;
+    std::size_t g = 0;
+    next_tile_prefetcher prefetch_next(job.a, lda, MR);
+    static_assert(k_group * KS * MR <= 64, "the prefetcher must touch every line");
+    for (; g + KS <= full; g += KS, a += KS * k_group, w += KS * w_stride) {
+      prefetch_next(g);
+#pragma GCC unroll 4
+      for (std::size_t s = 0; s < KS; ++s)
+        step(acc[s], w + s * w_stride, [&](std::size_t i) { return group_bytes(a + s * k_group + i * lda); });
+    }
+    if constexpr (KS > 1) {
+      for (; g < full; ++g, a += k_group, w += w_stride)
+        step(acc[0], w, [&](std::size_t i) { return group_bytes(a + i * lda); });
+    }
+    if (job.k % k_group) step(acc[0], w, [&](std::size_t i) { return tail[i]; });
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+      for (std::size_t j = 0; j < NV; ++j) {
+        reg sum = acc[0][i][j];
+#pragma GCC unroll 4
+        for (std::size_t s = 1; s < KS; ++s) sum = R::add(sum, acc[s][i][j]);
+        R::store(job.sums + (i * NV + j) * vector_cols, sum);
+      }
+    }
+    e.store_tile(job.sums, MR, NV, job);
+  }
+};
+
+}  // namespace xquant::kernels::int8::gemm_detail
+XQUANT_SIMD_END

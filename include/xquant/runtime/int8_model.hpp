@@ -1,0 +1,259 @@
+#pragma once
+// int8_model: integer-only inference of a converted network.
+//
+//   auto model = runtime::int8_model(runtime::build_graph(qat_model, sample), max_batch);
+//   model.run(images, batch, logits);      // float NCHW in, float logits out
+//
+// Construction packs every weight once and plans one arena for all activations of up to
+// max_batch images plus the im2col scratch (memory_plan.hpp); run() then allocates nothing
+// (a larger batch runs in chunks of max_batch). Between the float boundary steps (quantize
+// the input, dequantize the logits) everything is integer arithmetic on uint8 NHWC tensors:
+// int8 GEMM with fused requantization for convolutions and dense layers, direct 3x3
+// depthwise, max pooling, global average pooling and residual adds (kernels/int8/).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <variant>
+#include <vector>
+
+#include "xquant/core/error.hpp"
+#include "xquant/kernels/int8/add.hpp"
+#include "xquant/kernels/int8/boundary.hpp"
+#include "xquant/kernels/int8/depthwise.hpp"
+#include "xquant/kernels/int8/gemm.hpp"
+#include "xquant/kernels/int8/im2col.hpp"
+#include "xquant/kernels/int8/pool.hpp"
+#include "xquant/runtime/graph_types.hpp"
+#include "xquant/runtime/memory_plan.hpp"
+#include "xquant/runtime/validate.hpp"
+
+namespace xquant::runtime {
+
+namespace detail {
+
+namespace k8 = kernels::int8;
+
+/// im2col rows per GEMM call: a tile of the unfolded input stays in L2 while it is used.
+inline constexpr std::size_t im2col_tile_rows = 240;
+
+struct gemm_op {  // convolution (direct for 1x1 stride 1, else im2col tiles) or dense
+  k8::packed_weights w;
+  std::vector<std::int32_t> bias;
+  kernels::requant_channel_params rq;
+  std::size_t kernel = 1, stride = 1, padding = 0;
+  bool im2col = false;
+};
+struct depthwise_op {
+  k8::depthwise_packed w;
+  kernels::requant_channel_params rq;
+  std::size_t stride = 1;
+};
+struct add_op {
+  k8::add_params p;
+};
+struct pool_op {};
+struct average_op {
+  k8::global_avg_pool_params p;  // for one image; run() sets the batch
+};
+struct quantize_op {
+  k8::activation_quant q;
+  std::int32_t qmin = 0, qmax = 255;
+};
+using op = std::variant<quantize_op, gemm_op, depthwise_op, add_op, pool_op, average_op>;
+
+inline k8::nhwc_shape image_shape(const value_info& v, std::size_t batch) { return {batch, v.h, v.w, v.c}; }
+
+}  // namespace detail
+
+class int8_model {
+ public:
+  /// Packs the weights of `g` and plans memory for batches of up to max_batch images.
+  explicit int8_model(runtime::graph g, std::size_t max_batch = 1) : g_(std::move(g)), max_batch_(max_batch) {
+    check<value_error>(max_batch > 0, "int8_model: max_batch must be positive");
+    validate(g_);
+    std::size_t im2col_bytes = 0;
+    for (std::size_t i = 0; i < g_.steps.size(); ++i) ops_.push_back(make_op(g_.steps[i], im2col_bytes));
+    plan_ = plan_memory(g_, max_batch);
+    scratch_offset_ = detail::align_up(plan_.arena_bytes);
+    arena_.assign(scratch_offset_ + im2col_bytes, 0);
+    const value_info& out = g_.values[g_.output];
+    check<value_error>(out.flat, "int8_model: the model's output must be flat [N, classes] (dense or global pool)");
+    output_q_ = kernels::int8::make_activation_quant(out.grid.scale, out.grid.zero_point);
+  }
+
+  /// Floats per input image (C*H*W) and per output row (classes).
+  std::size_t input_size() const { return g_.input_c * g_.input_h * g_.input_w; }
+  std::size_t output_size() const { return g_.values[g_.output].c; }
+  std::size_t max_batch() const { return max_batch_; }
+  /// Bytes of activations (all values at max_batch) and of the im2col scratch.
+  std::size_t activation_bytes() const { return plan_.arena_bytes; }
+  std::size_t scratch_bytes() const { return arena_.size() - scratch_offset_; }
+  const runtime::graph& int8_graph() const { return g_; }
+
+  /// input: batch images, float NCHW; logits: batch x output_size() floats. Throws
+  /// shape_error for wrong sizes and numeric_error for a NaN input; allocates nothing.
+  void run(std::span<const float> input, std::size_t batch, std::span<float> logits) {
+    check<shape_error>(input.size() == batch * input_size(), "int8_model: ", input.size(), " input floats for ",
+                       batch, " images of ", input_size());
+    check<shape_error>(logits.size() == batch * output_size(), "int8_model: ", logits.size(),
+                       " output floats for ", batch, " images of ", output_size(), " classes");
+    for (std::size_t first = 0; first < batch; first += max_batch_) {
+      const std::size_t n = std::min(max_batch_, batch - first);
+      run_chunk(input.data() + first * input_size(), n, logits.data() + first * output_size());
+    }
+  }
+
+ private:
+  std::uint8_t* buffer(std::size_t value) { return arena_.data() + plan_.offset[value]; }
+  std::uint8_t* scratch() { return arena_.data() + scratch_offset_; }
+
+  detail::op make_op(const step& s, std::size_t& im2col_bytes) {
+    return std::visit([&](const auto& st) { return lower_step(st, im2col_bytes); }, s);
+  }
+
+  detail::op lower_step(const quantize_step& st, std::size_t&) {
+    const activation_grid& grid = g_.values[st.out].grid;
+    detail::quantize_op q;
+    q.q = kernels::int8::make_activation_quant(grid.scale, grid.zero_point);
+    q.qmin = grid.qmin;
+    q.qmax = grid.qmax;
+    return q;
+  }
+  detail::op lower_step(const conv_step& st, std::size_t& im2col_bytes) {
+    detail::gemm_op op = gemm_of(st.w);
+    op.kernel = st.kernel;
+    op.stride = st.stride;
+    op.padding = st.padding;
+    op.im2col = !(st.kernel == 1 && st.stride == 1 && st.padding == 0);
+    if (op.im2col) im2col_bytes = std::max(im2col_bytes, detail::im2col_tile_rows * st.w.depth);
+    return op;
+  }
+  detail::op lower_step(const dense_step& st, std::size_t&) { return gemm_of(st.w); }
+  detail::op lower_step(const depthwise_step& st, std::size_t&) {
+    detail::depthwise_op op;
+    op.w = kernels::int8::pack_depthwise3x3(st.w.weight, st.w.bias, g_.values[st.in].grid.zero_point);
+    op.rq = st.w.requant;
+    op.stride = st.stride;
+    return op;
+  }
+  detail::op lower_step(const add_step& st, std::size_t&) {
+    const activation_grid &a = g_.values[st.a].grid, &b = g_.values[st.b].grid, &y = g_.values[st.out].grid;
+    std::int32_t lo = 0, hi = 0;
+    fused_clamp(st.act, y, lo, hi);
+    return detail::add_op{
+        kernels::int8::make_add_params(a.scale, a.zero_point, b.scale, b.zero_point, y.scale, y.zero_point, lo, hi)};
+  }
+  detail::op lower_step(const max_pool_step&, std::size_t&) { return detail::pool_op{}; }
+  detail::op lower_step(const global_avg_pool_step& st, std::size_t&) {
+    const value_info &x = g_.values[st.in], &y = g_.values[st.out];
+    return detail::average_op{kernels::int8::make_global_avg_pool_params(
+        detail::image_shape(x, 1), x.grid.scale, x.grid.zero_point, y.grid.scale, y.grid.zero_point, y.grid.qmin,
+        y.grid.qmax)};
+  }
+
+  static detail::gemm_op gemm_of(const lowered_weighted& w) {
+    detail::gemm_op op;
+    op.w = kernels::int8::pack_weights(w.weight.data(), w.out, w.depth);
+    op.bias = w.bias;
+    op.rq = w.requant;
+    return op;
+  }
+
+  void run_chunk(const float* input, std::size_t n, float* logits) {
+    for (std::size_t i = 0; i < ops_.size(); ++i) {
+      std::visit([&](auto& op) { run_op(op, g_.steps[i], input, n); }, ops_[i]);
+    }
+    kernels::int8::dequantize(buffer(g_.output), n * output_size(), output_q_, logits);
+  }
+
+  void run_op(detail::quantize_op& op, const step& s, const float* input, std::size_t n) {
+    const std::size_t out = std::get<quantize_step>(s).out;
+    const k8shape shape{n, g_.input_h, g_.input_w, g_.input_c};
+    std::uint8_t* y = buffer(out);
+    check<numeric_error>(kernels::int8::quantize_nchw_to_nhwc(input, shape, op.q, y),
+                         "int8_model: the input holds NaN");
+    if (op.qmin > 0 || op.qmax < 255) {  // a grid narrower than uint8 (e.g. 4-bit)
+      const auto lo = static_cast<std::uint8_t>(op.qmin), hi = static_cast<std::uint8_t>(op.qmax);
+      for (std::size_t i = 0; i < n * input_size(); ++i) y[i] = std::clamp(y[i], lo, hi);
+    }
+  }
+
+  void run_op(detail::gemm_op& op, const step& s, const float*, std::size_t n) {
+    const auto [in, out] = std::visit(
+        [](const auto& st) -> std::pair<std::size_t, std::size_t> {
+          if constexpr (requires { st.in; }) return {st.in, st.out};
+          return {0, 0};
+        },
+        s);
+    const value_info &x = g_.values[in], &y = g_.values[out];
+    const kernels::requant_channel_args rq = op.rq.args();
+    if (!op.im2col) {  // dense (M = images) or 1x1 stride-1 convolution (M = pixels)
+      const std::size_t rows = n * x.h * x.w;
+      kernels::int8::gemm(rows, buffer(in), x.c, op.w, op.bias.data(), rq, buffer(out), y.c);
+      return;
+    }
+    const kernels::int8::im2col_geometry geo = im2col_geometry_of(x, op, n);
+    const std::size_t depth = geo.cols();
+    const auto zero_point = static_cast<std::uint8_t>(x.grid.zero_point);
+    for (std::size_t row = 0; row < geo.rows(); row += detail::im2col_tile_rows) {
+      const std::size_t count = std::min(detail::im2col_tile_rows, geo.rows() - row);
+      kernels::int8::im2col_nhwc_rows(buffer(in), geo, zero_point, row, count, scratch(), depth);
+      kernels::int8::gemm(count, scratch(), depth, op.w, op.bias.data(), rq, buffer(out) + row * y.c, y.c);
+    }
+  }
+
+  static kernels::int8::im2col_geometry im2col_geometry_of(const value_info& x, const detail::gemm_op& op,
+                                                           std::size_t n) {
+    // Shapes were validated when the graph was built; this only fills the struct.
+    kernels::int8::im2col_geometry g;
+    g.in = detail::image_shape(x, n);
+    g.kernel_h = g.kernel_w = op.kernel;
+    g.stride_h = g.stride_w = op.stride;
+    g.pad_h = g.pad_w = op.padding;
+    g.out_h = (x.h + 2 * op.padding - op.kernel) / op.stride + 1;
+    g.out_w = (x.w + 2 * op.padding - op.kernel) / op.stride + 1;
+    return g;
+  }
+
+  void run_op(detail::depthwise_op& op, const step& s, const float*, std::size_t n) {
+    const auto& st = std::get<depthwise_step>(s);
+    const value_info& x = g_.values[st.in];
+    kernels::int8::depthwise_geometry geo;
+    geo.in = detail::image_shape(x, n);
+    geo.stride = op.stride;
+    geo.out_h = (x.h - 1) / op.stride + 1;
+    geo.out_w = (x.w - 1) / op.stride + 1;
+    kernels::int8::depthwise3x3(buffer(st.in), geo, op.w, op.rq.args(), buffer(st.out));
+  }
+
+  void run_op(detail::add_op& op, const step& s, const float*, std::size_t n) {
+    const auto& st = std::get<add_step>(s);
+    kernels::int8::add(buffer(st.a), buffer(st.b), n * g_.values[st.out].bytes(), op.p, buffer(st.out));
+  }
+
+  void run_op(detail::pool_op&, const step& s, const float*, std::size_t n) {
+    const auto& st = std::get<max_pool_step>(s);
+    kernels::int8::max_pool2x2(buffer(st.in), detail::image_shape(g_.values[st.in], n), buffer(st.out));
+  }
+
+  void run_op(detail::average_op& op, const step& s, const float*, std::size_t n) {
+    const auto& st = std::get<global_avg_pool_step>(s);
+    kernels::int8::global_avg_pool_params p = op.p;
+    p.in.n = n;
+    kernels::int8::global_avg_pool(buffer(st.in), p, buffer(st.out));
+  }
+
+  using k8shape = kernels::int8::nhwc_shape;
+
+  runtime::graph g_;
+  std::size_t max_batch_;
+  std::vector<detail::op> ops_;
+  memory_plan plan_;
+  std::size_t scratch_offset_ = 0;
+  std::vector<std::uint8_t, kernels::int8::gemm_detail::aligned_allocator<std::uint8_t>> arena_;
+  kernels::int8::activation_quant output_q_;
+};
+
+}  // namespace xquant::runtime
