@@ -3,21 +3,10 @@
 //
 // One thread (the caller's) is the default, so embedded users get no threads they did
 // not ask for; set_num_threads(n) starts n - 1 persistent workers. parallel_for splits
-// [0, n) into contiguous chunks of at least `grain` items - up to chunks_per_thread per
-// thread - and the calling thread and the workers claim chunks one at a time until none
-// is left. The split depends only on n, grain and the thread count, never on timing; which
-// thread runs a chunk does depend on timing, so a body must not care (results that depend
-// on the order of a reduction are summed per chunk or per fixed piece by the callers).
-//
-// Why claiming rather than one fixed chunk per thread: on a machine shared with other
-// processes a worker is often not running when a job starts (it waits for a time slice,
-// milliseconds). With fixed chunks every parallel_for then waits for it; with claiming the
-// caller runs the chunks the worker has not taken, and several chunks per thread even out
-// the load when one thread runs slower than the other.
-//
-// Idle threads sleep on a condition variable. (Polling for the next job for ~50 us before
-// sleeping, as OpenMP runtimes do, measured no faster here and slower on a loaded
-// machine: a polling thread holds a core another process could use.)
+// [0, n) into at most num_threads() contiguous chunks of at least `grain` items; the
+// calling thread runs the first chunk itself. The split depends only on n, grain and
+// the thread count, never on timing, so results that depend on the order of a
+// reduction are reproducible run to run.
 
 #include <algorithm>
 #include <condition_variable>
@@ -34,8 +23,8 @@ namespace xquant {
 
 class thread_pool {
  public:
-  /// Chunks per thread of a parallel_for unless the caller caps them (max_chunks).
-  static constexpr std::size_t chunks_per_thread = 4;
+  /// Chunks per thread of a parallel_for: one, each thread runs its own contiguous share.
+  static constexpr std::size_t chunks_per_thread = 1;
 
   explicit thread_pool(std::size_t threads = 1) { resize(threads); }
   ~thread_pool() { stop(); }
@@ -53,13 +42,13 @@ class thread_pool {
     stop();
     stopping_ = false;
     // New workers start from the current generation: a job that ran before the resize is
-    // not theirs to run (it has no chunk left anyway).
+    // not theirs to run (job_ is already null).
     const std::size_t start = generation_;
-    for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this, start] { worker_loop(start); });
+    for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i, start] { worker_loop(i, start); });
   }
 
   /// Runs body(begin, end) over chunks of [0, n); returns when all chunks are done. At most
-  /// max_chunks chunks (0: chunks_per_thread * size()), each of at least `grain` items.
+  /// max_chunks chunks (0: size()), each of at least `grain` items.
   /// An exception thrown by a chunk is rethrown here (the first one).
   void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body,
                     std::size_t max_chunks = 0) {
@@ -68,7 +57,7 @@ class thread_pool {
       body(0, n);
       return;
     }
-    const std::size_t cap = max_chunks ? max_chunks : chunks_per_thread * size();
+    const std::size_t cap = max_chunks ? std::min(max_chunks, size()) : size();
     const std::size_t chunks = std::min(cap, std::max<std::size_t>(1, n / std::max<std::size_t>(1, grain)));
     if (chunks == 1) {  // inline, the workers stay free: a nested call may still use them
       body(0, n);
@@ -79,15 +68,14 @@ class thread_pool {
       job_ = &body;
       job_n_ = n;
       job_chunks_ = chunks;
-      next_ = 0;
-      finished_ = 0;
+      pending_ = chunks - 1;
       error_ = nullptr;
       ++generation_;
     }
     wake_.notify_all();
+    run_chunk(0);
     std::unique_lock lock(mutex_);
-    run_claimed_chunks(lock);
-    done_.wait(lock, [this] { return finished_ == job_chunks_; });
+    done_.wait(lock, [this] { return pending_ == 0; });
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -103,34 +91,30 @@ class thread_pool {
     const thread_pool* previous;
   };
 
-  /// Claims and runs chunks of the current job until none is left; `lock` holds mutex_ on
-  /// entry and exit and is released while a chunk runs.
-  void run_claimed_chunks(std::unique_lock<std::mutex>& lock) {
-    while (job_ && next_ < job_chunks_) {
-      const std::size_t c = next_++;
-      const std::size_t begin = job_n_ * c / job_chunks_, end = job_n_ * (c + 1) / job_chunks_;
-      const auto* body = job_;
+  void run_chunk(std::size_t c) {
+    const active_scope scope(this);
+    const std::size_t begin = job_n_ * c / job_chunks_;
+    const std::size_t end = job_n_ * (c + 1) / job_chunks_;
+    (*job_)(begin, end);
+  }
+
+  void worker_loop(std::size_t index, std::size_t seen) {
+    for (;;) {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      if (stopping_) return;
+      seen = generation_;
+      if (index >= job_chunks_) continue;
       lock.unlock();
       std::exception_ptr failure;
       try {
-        const active_scope scope(this);
-        (*body)(begin, end);
+        run_chunk(index);
       } catch (...) {
         failure = std::current_exception();
       }
       lock.lock();
       if (failure && !error_) error_ = failure;
-      if (++finished_ == job_chunks_) done_.notify_one();
-    }
-  }
-
-  void worker_loop(std::size_t seen) {
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
-      run_claimed_chunks(lock);
+      if (--pending_ == 0) done_.notify_one();
     }
   }
 
@@ -148,7 +132,7 @@ class thread_pool {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   const std::function<void(std::size_t, std::size_t)>* job_ = nullptr;
-  std::size_t job_n_ = 0, job_chunks_ = 1, next_ = 0, finished_ = 0, generation_ = 0;
+  std::size_t job_n_ = 0, job_chunks_ = 1, pending_ = 0, generation_ = 0;
   bool stopping_ = false;
   std::exception_ptr error_;
 };
