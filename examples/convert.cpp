@@ -125,13 +125,7 @@ int run(const options& o) {
 
 template <class Estimator>
 int dispatch_qat(const options& o) {
-  using b88 = wa_bundle<8, 8, Estimator>;
-  using b48 = wa_bundle<4, 8, Estimator>;
-  using b44 = wa_bundle<4, 4, Estimator>;
-  if (o.bundle == "w8a8") return run<b88, b88>(o);
-  if (o.bundle == "w4a8") return o.edge8 ? run<b48, b88>(o) : run<b48, b48>(o);
-  if (o.bundle == "w4a4") return o.edge8 ? run<b44, b88>(o) : run<b44, b44>(o);
-  throw value_error("unknown --bundle '" + o.bundle + "' (w8a8, w4a8, w4a4)");
+  return with_wa_bundle<Estimator>(o.bundle, o.edge8, [&]<class Q, class Qedge>() { return run<Q, Qedge>(o); });
 }
 
 }  // namespace

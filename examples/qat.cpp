@@ -131,13 +131,8 @@ int run(const run_options& o, const dataset& train, const dataset& test) {
 
 template <class Estimator>
 int dispatch_bundle(const run_options& o, const dataset& train, const dataset& test) {
-  using b88 = wa_bundle<8, 8, Estimator>;
-  using b48 = wa_bundle<4, 8, Estimator>;
-  using b44 = wa_bundle<4, 4, Estimator>;
-  if (o.bundle == "w8a8") return run<b88, b88>(o, train, test);
-  if (o.bundle == "w4a8") return o.edge8 ? run<b48, b88>(o, train, test) : run<b48, b48>(o, train, test);
-  if (o.bundle == "w4a4") return o.edge8 ? run<b44, b88>(o, train, test) : run<b44, b44>(o, train, test);
-  throw value_error("unknown --bundle '" + o.bundle + "' (w8a8, w4a8, w4a4)");
+  return with_wa_bundle<Estimator>(o.bundle, o.edge8,
+                                   [&]<class Q, class Qedge>() { return run<Q, Qedge>(o, train, test); });
 }
 
 }  // namespace

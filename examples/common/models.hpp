@@ -252,4 +252,18 @@ std::unique_ptr<nn::module> make_model(const std::string& name, unsigned seed) {
   return m;
 }
 
+/// Calls f.template operator()<Q, Qedge>() for the W/A bundle named `bundle` (w8a8, w4a8,
+/// w4a4) with gradient estimator E; edge8 keeps the first and last layers (Qedge) at w8a8.
+/// The examples' --bundle / --edge8 options: strings dispatched to a fixed set of types.
+template <class E, class F>
+int with_wa_bundle(const std::string& bundle, bool edge8, F&& f) {
+  using b88 = wa_bundle<8, 8, E>;
+  using b48 = wa_bundle<4, 8, E>;
+  using b44 = wa_bundle<4, 4, E>;
+  if (bundle == "w8a8") return f.template operator()<b88, b88>();
+  if (bundle == "w4a8") return edge8 ? f.template operator()<b48, b88>() : f.template operator()<b48, b48>();
+  if (bundle == "w4a4") return edge8 ? f.template operator()<b44, b88>() : f.template operator()<b44, b44>();
+  throw value_error("unknown --bundle '" + bundle + "' (w8a8, w4a8, w4a4)");
+}
+
 }  // namespace xquant::examples

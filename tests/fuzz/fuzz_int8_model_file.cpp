@@ -75,8 +75,8 @@ std::vector<unsigned char> wrap(std::span<const unsigned char> input) {
   header.append((24 + header.size() + 63) / 64 * 64 - 24 - header.size(), ' ');
   std::vector<unsigned char> file(24, 0);
   std::memcpy(file.data(), io::int8_model_magic, 8);
-  io::detail::le::put_u64(file.data() + 8, header.size());
-  io::detail::le::put_u32(file.data() + 16, io::crc32(header.data(), header.size()));
+  io::le::put_u64(file.data() + 8, header.size());
+  io::le::put_u32(file.data() + 16, io::crc32(header.data(), header.size()));
   file.insert(file.end(), header.begin(), header.end());
   if (nul != input.end()) file.insert(file.end(), nul + 1, input.end());
   return file;

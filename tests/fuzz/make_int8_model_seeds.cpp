@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
 
     // The "<JSON header> NUL <data section>" form the fuzz target also reads.
     const std::vector<unsigned char> file = xquant::io::encode_int8_model(g);
-    const auto header_size = static_cast<std::size_t>(xquant::io::detail::le::get_u64(file.data() + 8));
+    const auto header_size = static_cast<std::size_t>(xquant::io::le::get_u64(file.data() + 8));
     std::string split(file.begin() + 24, file.begin() + 24 + static_cast<std::ptrdiff_t>(header_size));
     split.erase(split.find_last_not_of(' ') + 1);
     split.push_back('\0');

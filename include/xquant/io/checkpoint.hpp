@@ -91,6 +91,7 @@
 #include "xquant/core/tensor.hpp"
 #include "xquant/io/crc32.hpp"
 #include "xquant/io/file.hpp"
+#include "xquant/io/binary_format.hpp"
 #include "xquant/nn/module.hpp"
 #include "xquant/optim/optimizer.hpp"
 
@@ -161,23 +162,6 @@ void for_le_bytes(const float* p, std::size_t n, Sink&& sink) {
   }
 }
 
-inline void put_u64(unsigned char* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
-}
-inline void put_u32(unsigned char* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
-}
-inline std::uint64_t get_u64(const unsigned char* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-inline std::uint32_t get_u32(const unsigned char* p) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-
 inline std::uint64_t align_up(std::uint64_t v) {
   return (v + checkpoint_alignment - 1) / checkpoint_alignment * checkpoint_alignment;
 }
@@ -213,15 +197,6 @@ struct parsed_checkpoint {
   json metadata;
 };
 
-/// A JSON value for an error message: scalars as JSON text (at most 60 characters),
-/// arrays and objects by their type name.
-inline std::string brief(const json& value) {
-  if (value.is_structured()) return value.type_name();
-  std::string text = value.dump();
-  if (text.size() > 60) text = text.substr(0, 57) + "...";
-  return text;
-}
-
 /// Throws io_error "checkpoint '<path>': <parts>".
 class checkpoint_errors {
  public:
@@ -245,7 +220,7 @@ class checkpoint_errors {
 
   std::uint64_t unsigned_integer(const json& value, std::string_view where, const char* key) const {
     require(value.is_number_unsigned(), where, ": \"", key, "\" must be a non-negative integer, got ",
-            brief(value));
+            json_excerpt(value));
     return value.get<std::uint64_t>();
   }
 
@@ -324,9 +299,9 @@ inline parsed_checkpoint parse_checkpoint(std::vector<unsigned char> bytes, cons
               " bytes, shorter than the ", checkpoint_preamble_size, "-byte preamble");
   err.require(std::memcmp(b, checkpoint_magic, sizeof checkpoint_magic) == 0,
               "not an xquant checkpoint (wrong magic bytes)");
-  const std::uint64_t header_size = get_u64(b + 8);
-  const std::uint32_t header_crc = get_u32(b + 16);
-  err.require(get_u32(b + 20) == 0, "reserved preamble bytes are not zero (corrupt file)");
+  const std::uint64_t header_size = le::get_u64(b + 8);
+  const std::uint32_t header_crc = le::get_u32(b + 16);
+  err.require(le::get_u32(b + 20) == 0, "reserved preamble bytes are not zero (corrupt file)");
   err.require(header_size <= file_size - checkpoint_preamble_size, "file is truncated or corrupt: the header of ",
               header_size, " bytes does not fit in the ", file_size, "-byte file");
   const auto* header_begin = reinterpret_cast<const char*>(b + checkpoint_preamble_size);
@@ -348,10 +323,10 @@ inline parsed_checkpoint parse_checkpoint(std::vector<unsigned char> bytes, cons
   err.require(header.is_object(), "header must be a JSON object");
   const json& format = err.member(header, "format", "header");
   err.require(format.is_string() && format.get_ref<const std::string&>() == checkpoint_format,
-              "header format is ", brief(format), ", expected \"", checkpoint_format, "\"");
+              "header format is ", json_excerpt(format), ", expected \"", checkpoint_format, "\"");
   const json& version = err.member(header, "version", "header");
   err.require(version.is_number_integer(), "header \"version\" must be an integer");
-  err.require(version.get<std::int64_t>() == checkpoint_version, "unsupported version ", brief(version),
+  err.require(version.get<std::int64_t>() == checkpoint_version, "unsupported version ", json_excerpt(version),
               " (this build reads version ", checkpoint_version, ")");
 
   ck.data_start = checkpoint_preamble_size + static_cast<std::size_t>(header_size);
@@ -378,7 +353,7 @@ inline parsed_checkpoint parse_checkpoint(std::vector<unsigned char> bytes, cons
     ck.optimizer_type = type.get<std::string>();
     const json& lr = err.member(opt, "lr", "optimizer");
     err.require(lr.is_number() && std::isfinite(lr.get<double>()) && lr.get<double>() >= 0,
-                "optimizer \"lr\" must be a finite number >= 0, got ", brief(lr));
+                "optimizer \"lr\" must be a finite number >= 0, got ", json_excerpt(lr));
     ck.optimizer_lr = lr.get<double>();
     const json& counters = err.member(opt, "counters", "optimizer");
     err.require(counters.is_object(), "optimizer \"counters\" must be a JSON object");
@@ -600,8 +575,8 @@ inline void save(const std::filesystem::path& path, nn::module& model, optim::op
 
   unsigned char preamble[checkpoint_preamble_size] = {};
   std::memcpy(preamble, checkpoint_magic, sizeof checkpoint_magic);
-  put_u64(preamble + 8, text.size());
-  put_u32(preamble + 16, crc32(text.data(), text.size()));
+  le::put_u64(preamble + 8, text.size());
+  le::put_u32(preamble + 16, crc32(text.data(), text.size()));
 
   atomic_file file(path);
   file.write(preamble, sizeof preamble);

@@ -111,6 +111,7 @@
 #include "xquant/core/error.hpp"
 #include "xquant/io/crc32.hpp"
 #include "xquant/io/file.hpp"
+#include "xquant/io/binary_format.hpp"
 #include "xquant/kernels/fixed_point.hpp"
 #include "xquant/runtime/graph_types.hpp"
 #include "xquant/runtime/validate.hpp"
@@ -128,37 +129,6 @@ inline constexpr std::size_t int8_alignment = 64;
 inline constexpr int int8_max_json_depth = 64;
 
 inline const char* const int8_activation_names[] = {"none", "relu", "relu6"};
-
-// Little-endian integers and short JSON excerpts for messages, as in io/checkpoint.hpp
-// (not included: it needs nn/ and xtensor, and a program that only runs int8 models
-// should not).
-namespace le {
-inline void put_u64(unsigned char* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
-}
-inline void put_u32(unsigned char* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
-}
-inline std::uint64_t get_u64(const unsigned char* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-inline std::uint32_t get_u32(const unsigned char* p) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-}  // namespace le
-
-/// A JSON value for a message: scalars as JSON text (at most 60 characters), arrays and
-/// objects by their type name.
-inline std::string json_excerpt(const nlohmann::json& value) {
-  if (value.is_structured()) return value.type_name();
-  std::string text = value.dump();
-  if (text.size() > 60) text = text.substr(0, 57) + "...";
-  return text;
-}
 
 /// Calls sink(bytes, size) over the little-endian bytes of n 4-byte numbers (int32 or
 /// float): one call on a little-endian host, chunks through a small buffer otherwise.

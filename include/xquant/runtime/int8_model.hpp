@@ -39,16 +39,17 @@ namespace k8 = kernels::int8;
 inline constexpr std::size_t im2col_tile_rows = 240;
 
 struct gemm_op {  // convolution (direct for 1x1 stride 1, else im2col tiles) or dense
+  std::size_t in = 0, out = 0;
   k8::packed_weights w;
   std::vector<std::int32_t> bias;
   kernels::requant_channel_params rq;
-  std::size_t kernel = 1, stride = 1, padding = 0;
   bool im2col = false;
+  k8::im2col_geometry geometry;  // for one image (im2col only); run() sets the batch
 };
 struct depthwise_op {
   k8::depthwise_packed w;
   kernels::requant_channel_params rq;
-  std::size_t stride = 1;
+  k8::depthwise_geometry geometry;  // for one image; run() sets the batch
 };
 struct add_op {
   k8::add_params p;
@@ -122,20 +123,21 @@ class int8_model {
     return q;
   }
   detail::op lower_step(const conv_step& st, std::size_t& im2col_bytes) {
-    detail::gemm_op op = gemm_of(st.w);
-    op.kernel = st.kernel;
-    op.stride = st.stride;
-    op.padding = st.padding;
+    detail::gemm_op op = gemm_of(st.in, st.out, st.w);
     op.im2col = !(st.kernel == 1 && st.stride == 1 && st.padding == 0);
-    if (op.im2col) im2col_bytes = std::max(im2col_bytes, detail::im2col_tile_rows * st.w.depth);
+    if (op.im2col) {
+      op.geometry = kernels::int8::make_im2col_geometry(detail::image_shape(g_.values[st.in], 1), st.kernel,
+                                                        st.kernel, st.stride, st.stride, st.padding, st.padding);
+      im2col_bytes = std::max(im2col_bytes, detail::im2col_tile_rows * st.w.depth);
+    }
     return op;
   }
-  detail::op lower_step(const dense_step& st, std::size_t&) { return gemm_of(st.w); }
+  detail::op lower_step(const dense_step& st, std::size_t&) { return gemm_of(st.in, st.out, st.w); }
   detail::op lower_step(const depthwise_step& st, std::size_t&) {
     detail::depthwise_op op;
     op.w = kernels::int8::pack_depthwise3x3(st.w.weight, st.w.bias, g_.values[st.in].grid.zero_point);
     op.rq = st.w.requant;
-    op.stride = st.stride;
+    op.geometry = kernels::int8::make_depthwise_geometry(detail::image_shape(g_.values[st.in], 1), st.stride);
     return op;
   }
   detail::op lower_step(const add_step& st, std::size_t&) {
@@ -153,8 +155,10 @@ class int8_model {
         y.grid.qmax)};
   }
 
-  static detail::gemm_op gemm_of(const lowered_weighted& w) {
+  static detail::gemm_op gemm_of(std::size_t in, std::size_t out, const lowered_weighted& w) {
     detail::gemm_op op;
+    op.in = in;
+    op.out = out;
     op.w = kernels::int8::pack_weights(w.weight.data(), w.out, w.depth);
     op.bias = w.bias;
     op.rq = w.requant;
@@ -180,51 +184,29 @@ class int8_model {
     }
   }
 
-  void run_op(detail::gemm_op& op, const step& s, const float*, std::size_t n) {
-    const auto [in, out] = std::visit(
-        [](const auto& st) -> std::pair<std::size_t, std::size_t> {
-          if constexpr (requires { st.in; }) return {st.in, st.out};
-          return {0, 0};
-        },
-        s);
-    const value_info &x = g_.values[in], &y = g_.values[out];
+  void run_op(detail::gemm_op& op, const step&, const float*, std::size_t n) {
+    const value_info &x = g_.values[op.in], &y = g_.values[op.out];
     const kernels::requant_channel_args rq = op.rq.args();
     if (!op.im2col) {  // dense (M = images) or 1x1 stride-1 convolution (M = pixels)
       const std::size_t rows = n * x.h * x.w;
-      kernels::int8::gemm(rows, buffer(in), x.c, op.w, op.bias.data(), rq, buffer(out), y.c);
+      kernels::int8::gemm(rows, buffer(op.in), x.c, op.w, op.bias.data(), rq, buffer(op.out), y.c);
       return;
     }
-    const kernels::int8::im2col_geometry geo = im2col_geometry_of(x, op, n);
+    kernels::int8::im2col_geometry geo = op.geometry;
+    geo.in.n = n;
     const std::size_t depth = geo.cols();
     const auto zero_point = static_cast<std::uint8_t>(x.grid.zero_point);
     for (std::size_t row = 0; row < geo.rows(); row += detail::im2col_tile_rows) {
       const std::size_t count = std::min(detail::im2col_tile_rows, geo.rows() - row);
-      kernels::int8::im2col_nhwc_rows(buffer(in), geo, zero_point, row, count, scratch(), depth);
-      kernels::int8::gemm(count, scratch(), depth, op.w, op.bias.data(), rq, buffer(out) + row * y.c, y.c);
+      kernels::int8::im2col_nhwc_rows(buffer(op.in), geo, zero_point, row, count, scratch(), depth);
+      kernels::int8::gemm(count, scratch(), depth, op.w, op.bias.data(), rq, buffer(op.out) + row * y.c, y.c);
     }
-  }
-
-  static kernels::int8::im2col_geometry im2col_geometry_of(const value_info& x, const detail::gemm_op& op,
-                                                           std::size_t n) {
-    // Shapes were validated when the graph was built; this only fills the struct.
-    kernels::int8::im2col_geometry g;
-    g.in = detail::image_shape(x, n);
-    g.kernel_h = g.kernel_w = op.kernel;
-    g.stride_h = g.stride_w = op.stride;
-    g.pad_h = g.pad_w = op.padding;
-    g.out_h = (x.h + 2 * op.padding - op.kernel) / op.stride + 1;
-    g.out_w = (x.w + 2 * op.padding - op.kernel) / op.stride + 1;
-    return g;
   }
 
   void run_op(detail::depthwise_op& op, const step& s, const float*, std::size_t n) {
     const auto& st = std::get<depthwise_step>(s);
-    const value_info& x = g_.values[st.in];
-    kernels::int8::depthwise_geometry geo;
-    geo.in = detail::image_shape(x, n);
-    geo.stride = op.stride;
-    geo.out_h = (x.h - 1) / op.stride + 1;
-    geo.out_w = (x.w - 1) / op.stride + 1;
+    kernels::int8::depthwise_geometry geo = op.geometry;
+    geo.in.n = n;
     kernels::int8::depthwise3x3(buffer(st.in), geo, op.w, op.rq.args(), buffer(st.out));
   }
 

@@ -133,15 +133,15 @@ void check_rejected(const bytes& file, std::initializer_list<std::string> fragme
   for (const std::string& f : fragments) CHECK_MESSAGE(message.find(f) != std::string::npos, "expected: ", f);
 }
 
-std::uint64_t header_size(const bytes& file) { return io::detail::le::get_u64(file.data() + 8); }
+std::uint64_t header_size(const bytes& file) { return io::le::get_u64(file.data() + 8); }
 
 /// A file of the given header text (a multiple of 64 bytes minus 24) and data section,
 /// with a valid preamble.
 bytes make_file(const std::string& text, const bytes& data) {
   bytes out(24 + text.size() + data.size(), 0);  // sized once: GCC 12 misreads inserts (-Warray-bounds)
   std::memcpy(out.data(), "XQINT8\0\1", 8);
-  io::detail::le::put_u64(out.data() + 8, text.size());
-  io::detail::le::put_u32(out.data() + 16, io::crc32(text.data(), text.size()));
+  io::le::put_u64(out.data() + 8, text.size());
+  io::le::put_u32(out.data() + 16, io::crc32(text.data(), text.size()));
   std::memcpy(out.data() + 24, text.data(), text.size());
   if (!data.empty()) std::memcpy(out.data() + 24 + text.size(), data.data(), data.size());
   return out;
