@@ -2,9 +2,10 @@
 // runs the PyTorch side in the same run). Trains one reference model on random
 // Fashion-MNIST-shaped batches with the reference optimizer (SGD momentum 0.9, weight
 // decay 5e-4) and prints one JSON line. Data preparation is outside the timed loop, as in
-// torch_train.py.
+// torch_train.py. With --bundle the model is the QAT form (clipped STE, observers
+// running), which train_throughput.py --qat times against the FP32 form.
 //
-//   train_throughput --model cnn --threads 1 [--batch 128] [--images 60000]
+//   train_throughput --model cnn --threads 1 [--batch 128] [--images 60000] [--bundle fp32|w8a8|w4a8|w4a4]
 
 #include <chrono>
 #include <cstdio>
@@ -22,16 +23,26 @@ using namespace xquant;
 using namespace xquant::examples;
 
 int main(int argc, char** argv) try {
-  args a(argc, argv, "train_throughput --model NAME [--threads N] [--batch N] [--images N] [--warmup-steps N]");
+  args a(argc, argv,
+         "train_throughput --model NAME [--threads N] [--batch N] [--images N] [--warmup-steps N] [--bundle B]");
   const std::string name = a.get("model", std::string("cnn"));
   const std::size_t threads = a.get("threads", std::size_t{1});
   const std::size_t batch = a.get("batch", std::size_t{128});
   const std::size_t images = a.get("images", std::size_t{60000});
   const std::size_t warmup = a.get("warmup-steps", std::size_t{3});
+  const std::string bundle = a.get("bundle", std::string("fp32"));
   a.finish();
 
   set_num_threads(threads);
-  auto model = make_model(name, 0);
+  std::unique_ptr<nn::module> model;
+  if (bundle == "fp32") {
+    model = make_model(name, 0);
+  } else {
+    with_wa_bundle<clipped_ste>(bundle, false, [&]<class Q, class Qedge>() {
+      model = make_model<Q, Qedge>(name, 0);
+      return 0;
+    });
+  }
   model->train();
   optim::sgd opt(model->parameters(), {.lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4});
   std::mt19937 rng(0);
@@ -58,9 +69,9 @@ int main(int argc, char** argv) try {
   const auto start = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < steps; ++i) step(i);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("{\"framework\": \"xquant\", \"model\": \"%s\", \"threads\": %zu, \"batch\": %zu, \"images\": %zu, "
-              "\"seconds\": %.4f, \"images_per_s\": %.2f}\n",
-              name.c_str(), threads, batch, steps * batch, seconds, static_cast<double>(steps * batch) / seconds);
+  std::printf("{\"framework\": \"xquant\", \"model\": \"%s\", \"bundle\": \"%s\", \"threads\": %zu, "
+              "\"batch\": %zu, \"images\": %zu, \"seconds\": %.4f, \"images_per_s\": %.2f}\n",
+              name.c_str(), bundle.c_str(), threads, batch, steps * batch, seconds, static_cast<double>(steps * batch) / seconds);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "train_throughput: %s\n", e.what());

@@ -101,10 +101,11 @@ int run(const options& o) {
     calibrate_min_max(*model);
   }
   const dataset test = load_fashion_mnist(split::test, o.limit);
-  const std::vector<std::size_t> fq = fake_quant_predictions(*model, test, o.batch);
-
+  // Conversion first: it gives each layer its input scale, so that the fake-quant forward
+  // adds the bias the int8 model adds (nn/layers/exact_eval.hpp).
   runtime::int8_model int8(runtime::build_graph(*model, array<float>(shape_t{1, 1, image_rows, image_cols}, 0.0f)),
                            o.batch);
+  const std::vector<std::size_t> fq = fake_quant_predictions(*model, test, o.batch);
   std::vector<float> logits(test.size() * int8.output_size());
   const auto t0 = std::chrono::steady_clock::now();
   int8.run(std::span<const float>(test.images.data(), test.size() * image_pixels), test.size(), logits);

@@ -87,7 +87,7 @@ using layer_spec = std::variant<input_spec, weighted_spec, add_spec, concat_spec
 
 /// One recorded layer call.
 struct traced_layer {
-  const module* layer = nullptr;
+  module* layer = nullptr;
   layer_spec spec;
   std::vector<variable> inputs;  // held, so that their identities stay unique
   variable output;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "xquant/core/error.hpp"
+#include "xquant/nn/layers/qat.hpp"
 #include "xquant/nn/module.hpp"
 #include "xquant/nn/trace.hpp"
 #include "xquant/runtime/graph_types.hpp"
@@ -91,6 +92,8 @@ class graph_builder {
   void add_layer(const nn::weighted_spec& spec, const nn::traced_layer& t) {
     const std::size_t in = input_of(t, 0);
     const value_info x = info(in);
+    // From now on the layer's evaluation forward adds the bias lower_weighted computes.
+    if (auto* q = dynamic_cast<nn::qat_control*>(t.layer)) q->set_input_scale(x.grid.scale);
     value_info y;
     y.grid = stored_grid(spec.output, where_);
     if (spec.is_linear) {

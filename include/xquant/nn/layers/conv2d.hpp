@@ -22,6 +22,7 @@
 #include "xquant/nn/functional/conv2d.hpp"
 #include "xquant/nn/init.hpp"
 #include "xquant/nn/layers/activation.hpp"
+#include "xquant/nn/layers/exact_eval.hpp"
 #include "xquant/nn/layers/int8_spec.hpp"
 #include "xquant/nn/layers/weighted_layer.hpp"
 #include "xquant/quant/scheme.hpp"
@@ -50,7 +51,16 @@ class conv2d : public weighted_layer<Q> {
   conv2d(const conv2d_config& config, std::mt19937& rng) : conv2d(config) { reset_parameters(rng); }
 
   variable forward(const variable& x) override {
-    variable y = functional::conv2d(x, base::weight_for_forward(), base::bias(), options());
+    const variable w = base::weight_for_forward();
+    if constexpr (is_quantized_v<Q>) {
+      if (detail::evaluates_in_float64(*this)) {  // exact_eval.hpp
+        const variable y = detail::in_float64(x, w, base::accumulator_bias(), [&](const auto& x64, const auto& w64, const auto* b64) {
+          return functional::conv2d(x64, w64, b64, options());
+        });
+        return base::quantize_output(apply_activation(config_.act, y));
+      }
+    }
+    variable y = functional::conv2d(x, w, base::bias(), options());
     return base::quantize_output(apply_activation(config_.act, y));
   }
 

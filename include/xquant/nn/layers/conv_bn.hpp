@@ -38,17 +38,22 @@
 //   y = fq_A(act(conv(x, fq_W(w_fold)) + b_fold)),   b_fold[o] = beta[o] - mu[o] * s[o],
 //
 // the graph the int8 model runs: a convolution with the folded, quantized weight and a
-// bias. folded_weight(), folded_bias(), weight_params() and output_params() give those
-// numbers to conversion. A BatchNorm weight gamma exactly 0 (s = 0) is a value_error.
+// bias. Evaluation mode computes this form directly (folded_conv), so the fake-quant model
+// rounds like the int8 model; frozen-BN training keeps the division, whose gradient
+// reaches gamma through both paths. folded_weight(), folded_bias(), weight_params() and
+// output_params() give those numbers to conversion. A BatchNorm weight gamma exactly 0
+// (s = 0) is a value_error.
 
 #include <cmath>
 #include <cstddef>
+#include <optional>
 #include <random>
 
 #include "xquant/nn/functional/batch_norm.hpp"
 #include "xquant/nn/functional/channel_scale.hpp"
 #include "xquant/nn/functional/conv2d.hpp"
 #include "xquant/nn/layers/activation.hpp"
+#include "xquant/nn/layers/exact_eval.hpp"
 #include "xquant/nn/layers/batch_norm.hpp"
 #include "xquant/nn/layers/conv2d.hpp"
 #include "xquant/nn/layers/int8_spec.hpp"
@@ -80,6 +85,7 @@ class conv_bn : public module, public qat_control {
       if (!bn_frozen_) return apply_activation(act_, bn_(conv_(x)));
       return apply_activation(act_, batch_norm(conv_(x), false));
     } else {
+      if (!is_training()) return output_fq_(apply_activation(act_, folded_conv(x)));
       const variable s = bn_scale();
       const variable w_fold = functional::scale_channels(conv_.weight(), s, 0);
       const variable z = functional::divide_channels(
@@ -114,6 +120,7 @@ class conv_bn : public module, public qat_control {
   bool bn_frozen() const { return bn_frozen_; }
   void set_bn_frozen(bool on) override { freeze_bn(on); }
   void set_observers_frozen(bool on) override { detail::freeze_quantizer<Q>(output_fq_, on); }
+  void set_input_scale(float scale) override { input_scale_ = scale; }
 
   // --- what conversion needs (all from the current parameters and running statistics) ---
 
@@ -153,6 +160,24 @@ class conv_bn : public module, public qat_control {
   weight_quantizer_t<Q>& weight_quantizer() { return conv_.weight_quantizer(); }
 
  private:
+  /// Evaluation: conv(x, fq_W(w_fold)) + b_fold, the int8 model's arithmetic (without
+  /// gradients: in float64 with the int8 model's bias, exact_eval.hpp). Equal in exact
+  /// arithmetic to dividing by s and applying BN with running statistics, which rounds
+  /// twice more in float32.
+  variable folded_conv(const variable& x) {
+    const variable w_fold(folded_weight());
+    const variable b_fold(folded_bias());
+    const variable w_quantized = conv_.weight_quantizer()(w_fold);
+    if (detail::evaluates_in_float64(*this)) {  // exact_eval.hpp
+      const quant_params wp = conv_.weight_quantizer().params_for_weight(w_fold.value());
+      array<double> b = detail::accumulator_bias(&b_fold, w_fold.shape()[0], input_scale_, wp);
+      return detail::in_float64(x, w_quantized, std::move(b), [&](const auto& x64, const auto& w64, const auto* b64) {
+        return functional::conv2d(x64, w64, b64, conv_.options());
+      });
+    }
+    return functional::conv2d(x, w_quantized, &b_fold, conv_.options());
+  }
+
   variable batch_norm(const variable& z, bool training) {
     return functional::batch_norm(z, bn_.weight(), bn_.bias(), bn_.running_mean(), bn_.running_var(), training,
                                   bn_.momentum(), bn_.eps());
@@ -180,6 +205,7 @@ class conv_bn : public module, public qat_control {
   batch_norm2d bn_;
   activation act_;
   bool bn_frozen_ = false;
+  std::optional<float> input_scale_;  ///< set by conversion (qat_control::set_input_scale)
   [[no_unique_address]] activation_quantizer_t<Q> output_fq_;
 };
 

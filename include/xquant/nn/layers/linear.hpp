@@ -15,6 +15,7 @@
 #include "xquant/nn/functional/linear.hpp"
 #include "xquant/nn/init.hpp"
 #include "xquant/nn/layers/activation.hpp"
+#include "xquant/nn/layers/exact_eval.hpp"
 #include "xquant/nn/layers/int8_spec.hpp"
 #include "xquant/nn/layers/weighted_layer.hpp"
 #include "xquant/quant/scheme.hpp"
@@ -39,7 +40,16 @@ class linear : public weighted_layer<Q> {
   linear(const linear_config& config, std::mt19937& rng) : linear(config) { reset_parameters(rng); }
 
   variable forward(const variable& x) override {
-    variable y = functional::linear(x, base::weight_for_forward(), base::bias());
+    const variable w = base::weight_for_forward();
+    if constexpr (is_quantized_v<Q>) {
+      if (detail::evaluates_in_float64(*this)) {  // exact_eval.hpp
+        const variable y = detail::in_float64(x, w, base::accumulator_bias(), [](const auto& x64, const auto& w64, const auto* b64) {
+          return functional::linear(x64, w64, b64);
+        });
+        return base::quantize_output(apply_activation(config_.act, y));
+      }
+    }
+    variable y = functional::linear(x, w, base::bias());
     return base::quantize_output(apply_activation(config_.act, y));
   }
 

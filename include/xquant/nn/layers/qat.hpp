@@ -119,6 +119,10 @@ class qat_control {
   /// BatchNorm uses its running statistics and no longer updates them (true), or
   /// normalises with batch statistics in training mode again (false).
   virtual void set_bn_frozen(bool) {}
+  /// Conversion (runtime::build_graph) tells each weighted layer the scale of the grid its
+  /// input lies on. From then on the layer's evaluation-mode forward adds the bias the int8
+  /// model adds, rounded to the int32 accumulator grid s_in * s_w[o] (exact_eval.hpp).
+  virtual void set_input_scale(float) {}
 };
 
 /// Applies f to every qat_control reachable from m: m itself when it is one (it then

@@ -8,8 +8,10 @@
 // stops; absent when quantize_output is false, e.g. inside conv_bn, which quantizes after
 // its BatchNorm). For no_quant both quantizers are empty types: no work, no children.
 
+#include <optional>
 #include <utility>
 
+#include "xquant/nn/layers/exact_eval.hpp"
 #include "xquant/nn/layers/qat.hpp"
 #include "xquant/nn/module.hpp"
 
@@ -42,6 +44,7 @@ class weighted_layer : public module, public qat_control {
   /// Whether the layer fake-quantizes its own output (false inside conv_bn).
   bool quantizes_output() const { return quantize_output_; }
   void set_observers_frozen(bool on) override { detail::freeze_quantizer<Q>(output_fq_, on); }
+  void set_input_scale(float scale) override { input_scale_ = scale; }
 
  protected:
   /// `weight_shape` must already be validated by the layer (its first extent is `out`).
@@ -75,8 +78,16 @@ class weighted_layer : public module, public qat_control {
     return y;
   }
 
+  // The evaluation-mode bias on the int8 model's accumulator grid (exact_eval.hpp).
+  array<double> accumulator_bias()
+    requires is_quantized_v<Q>
+  {
+    return detail::accumulator_bias(bias(), weight_.shape()[0], input_scale_, weight_params());
+  }
+
   variable weight_;
   variable bias_;
+  std::optional<float> input_scale_;  ///< set by conversion (qat_control::set_input_scale)
 
  private:
   [[no_unique_address]] weight_quantizer_t<Q> weight_fq_;
