@@ -13,11 +13,15 @@
 // images where both pick the same class, and the int8 model's activation memory.
 //
 //   [--batch 500] (int8 batch) [--threads 1] [--limit N] (first N test images)
+//   [--save FILE] writes the int8 model file (io::save_int8_model) and prints its size
+//                 against the --from checkpoint file and against the FP32 model's own
+//                 tensors (parameters and BatchNorm buffers, 4 bytes each)
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -28,6 +32,7 @@
 #include "common/training.hpp"
 #include "xquant/core/parallel.hpp"
 #include "xquant/io/checkpoint.hpp"
+#include "xquant/io/int8_model_file.hpp"
 #include "xquant/nn/layers/qat.hpp"
 #include "xquant/runtime/graph.hpp"
 #include "xquant/runtime/int8_model.hpp"
@@ -38,7 +43,7 @@ using namespace xquant::examples;
 namespace {
 
 struct options {
-  std::string model, bundle, estimator, from, ptq;
+  std::string model, bundle, estimator, from, ptq, save;
   bool edge8 = false;
   std::size_t batch = 500, limit = 10000;
 };
@@ -91,6 +96,26 @@ double accuracy(const std::vector<std::size_t>& pred, const dataset& test) {
   return 100.0 * static_cast<double>(correct) / static_cast<double>(pred.size());
 }
 
+/// Bytes of the FP32 model's own tensors: every parameter and buffer outside the quantizers.
+std::size_t fp32_tensor_bytes(nn::module& model) {
+  const auto is_quantizer = [](const std::string& name) {
+    return name.find("fake_quant") != std::string::npos || name.find("activation_post_process") != std::string::npos;
+  };
+  std::size_t n = 0;
+  for (const auto& p : model.parameters()) n += is_quantizer(p.name) ? 0 : p.var->size();
+  for (const auto& b : model.buffers()) n += is_quantizer(b.name) ? 0 : b.value->size();
+  return 4 * n;
+}
+
+void report_file_size(nn::module& model, const runtime::graph& graph, const options& o) {
+  io::save_int8_model(o.save, graph, {{"model", o.model}});
+  const auto bytes = static_cast<double>(std::filesystem::file_size(o.save));
+  const auto checkpoint = static_cast<double>(std::filesystem::file_size(o.from));
+  const auto tensors = static_cast<double>(fp32_tensor_bytes(model));
+  std::printf("%s: %.0f bytes, %.3fx the checkpoint %s (%.0f bytes), %.3fx the FP32 tensors (%.0f bytes)\n",
+              o.save.c_str(), bytes, bytes / checkpoint, o.from.c_str(), checkpoint, bytes / tensors, tensors);
+}
+
 template <class Q, class Qedge>
 int run(const options& o) {
   auto model = make_model<Q, Qedge>(o.model, 0);
@@ -103,8 +128,9 @@ int run(const options& o) {
   const dataset test = load_fashion_mnist(split::test, o.limit);
   // Conversion first: it gives each layer its input scale, so that the fake-quant forward
   // adds the bias the int8 model adds (nn/layers/exact_eval.hpp).
-  runtime::int8_model int8(runtime::build_graph(*model, array<float>(shape_t{1, 1, image_rows, image_cols}, 0.0f)),
-                           o.batch);
+  runtime::graph graph = runtime::build_graph(*model, array<float>(shape_t{1, 1, image_rows, image_cols}, 0.0f));
+  if (!o.save.empty()) report_file_size(*model, graph, o);
+  runtime::int8_model int8(std::move(graph), o.batch);
   const std::vector<std::size_t> fq = fake_quant_predictions(*model, test, o.batch);
   std::vector<float> logits(test.size() * int8.output_size());
   const auto t0 = std::chrono::steady_clock::now();
@@ -134,7 +160,7 @@ int dispatch_qat(const options& o) {
 int main(int argc, char** argv) try {
   args a(argc, argv, "convert --model cnn|mobilenet|resnet --from FILE [--bundle w8a8|w4a8|w4a4] "
                      "[--estimator clipped_ste|ste|lsq] [--edge8 0|1] [--ptq per-channel|per-tensor] "
-                     "[--batch N] [--threads N] [--limit N]");
+                     "[--batch N] [--threads N] [--limit N] [--save FILE]");
   options o;
   o.model = a.get("model", std::string("cnn"));
   o.bundle = a.get("bundle", std::string("w8a8"));
@@ -144,6 +170,7 @@ int main(int argc, char** argv) try {
   o.edge8 = a.get("edge8", 0) != 0;
   o.batch = a.get("batch", o.batch);
   o.limit = a.get("limit", o.limit);
+  o.save = a.get("save", std::string());
   set_num_threads(a.get("threads", std::size_t{1}));
   a.finish();
   if (o.ptq == "per-channel") return run<w8a8, w8a8>(o);
