@@ -135,6 +135,7 @@ json interesting_value(rng& r, const json& old) {
                                 "add",
                                 "max_pool",
                                 "global_avg_pool",
+                                "concat",
                                 "quantize",
                                 "relu",
                                 "relu6",

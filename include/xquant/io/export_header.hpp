@@ -30,6 +30,7 @@
 #include <system_error>
 #include <type_traits>
 #include <variant>
+#include <vector>
 
 #include "xquant/core/error.hpp"
 #include "xquant/io/file.hpp"
@@ -251,6 +252,21 @@ class step_writer {
     field("out", st.out);
     close();
   }
+  void write_step(const runtime::concat_step& st) {
+    open("concat_step");
+    field("inputs", concat(std::string("{"), value_list(st.inputs, ", ", ""), std::string("}")));
+    field("out", st.out);
+    close();
+  }
+  /// "3, 5, 8" (separator ", ", prefix "") or "v3 + v5" and the like.
+  static std::string value_list(const std::vector<std::size_t>& values, const char* separator, const char* prefix) {
+    std::string s;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (i > 0) s.append(separator);
+      s.append(prefix).append(num(values[i]));
+    }
+    return s;
+  }
 
   // A line of the plan: "operation" and "inputs -> output extents", padded into columns.
   static std::string row(std::string op, std::string io) {
@@ -288,6 +304,9 @@ class step_writer {
   std::string describe(const runtime::max_pool_step& st) const { return row("max pool 2x2", io(st.in, st.out)); }
   std::string describe(const runtime::global_avg_pool_step& st) const {
     return row("global avg pool", io(st.in, st.out));
+  }
+  std::string describe(const runtime::concat_step& st) const {
+    return row("concat", io(value_list(st.inputs, " | ", "v"), st.out));
   }
 
   const runtime::graph& g_;

@@ -50,6 +50,7 @@
 //     "add":              "a", "b", "out", "activation": "none" | "relu" | "relu6"
 //     "max_pool":         "in", "out"                                 (2x2, stride 2)
 //     "global_avg_pool":  "in", "out"
+//     "concat":           "inputs": [value...], "out"                 (along the channels)
 //
 //   weights (runtime::lowered_weighted):
 //     {"out": O, "depth": K, "zero_point": z, "qmin": lo, "qmax": hi,  requantization output
@@ -312,6 +313,10 @@ class int8_writer {
     j["out"] = st.out;
     j["activation"] = int8_activation_names[static_cast<int>(st.act)];  // validated: 0..2
   }
+  void add_fields(const runtime::concat_step& st, nlohmann::ordered_json& j) {
+    j["inputs"] = st.inputs;
+    j["out"] = st.out;
+  }
   template <class Pool>
   void add_fields(const Pool& st, nlohmann::ordered_json& j) {  // max_pool, global_avg_pool
     j["in"] = st.in;
@@ -570,6 +575,13 @@ class int8_model_decoder {
     return v;
   }
 
+  // Emplaces the concrete step: moving a whole step variant makes GCC 12 report
+  // -Wmaybe-uninitialized false positives for the alternatives it does not hold.
+  template <class Step>
+  void push_step(Step&& s) {
+    g_.steps.emplace_back(std::in_place_type<std::decay_t<Step>>, std::forward<Step>(s));
+  }
+
   void read_step(const json& j, std::size_t i, const int8_header_reader& r) {
     std::string where = "step " + std::to_string(i);
     const std::string& kind = r.string(j, "kind", where);
@@ -577,7 +589,7 @@ class int8_model_decoder {
     where += " (" + kind + " '" + name + "')";
     g_.step_names.push_back(name);
     if (kind == "quantize") {
-      g_.steps.push_back(runtime::quantize_step{r.index(j, "out", where)});
+      push_step(runtime::quantize_step{r.index(j, "out", where)});
     } else if (kind == "conv") {
       runtime::conv_step s;
       s.in = r.index(j, "in", where);
@@ -603,11 +615,24 @@ class int8_model_decoder {
       s.b = r.index(j, "b", where);
       s.out = r.index(j, "out", where);
       s.act = read_activation(r.string(j, "activation", where), where);
-      g_.steps.push_back(s);
+      push_step(s);
     } else if (kind == "max_pool") {
-      g_.steps.push_back(runtime::max_pool_step{r.index(j, "in", where), r.index(j, "out", where)});
+      push_step(runtime::max_pool_step{r.index(j, "in", where), r.index(j, "out", where)});
     } else if (kind == "global_avg_pool") {
-      g_.steps.push_back(runtime::global_avg_pool_step{r.index(j, "in", where), r.index(j, "out", where)});
+      push_step(runtime::global_avg_pool_step{r.index(j, "in", where), r.index(j, "out", where)});
+    } else if (kind == "concat") {
+      runtime::concat_step s;
+      const json& inputs = r.array(j, "inputs", where);
+      err_.require(inputs.size() <= runtime::max_graph_nodes, where, ": ", inputs.size(), " inputs; at most ",
+                   runtime::max_graph_nodes);
+      for (std::size_t k = 0; k < inputs.size(); ++k) {
+        const json& v = inputs[k];
+        err_.require(v.is_number_unsigned() && v.get<std::uint64_t>() <= std::numeric_limits<std::size_t>::max(),
+                     where, ": \"inputs\"[", k, "] must be a value index, got ", json_excerpt(v));
+        s.inputs.push_back(static_cast<std::size_t>(v.get<std::uint64_t>()));
+      }
+      s.out = r.index(j, "out", where);
+      push_step(std::move(s));
     } else {
       err_.fail(where, ": unknown step kind '", kind, "'");
     }
@@ -640,7 +665,7 @@ class int8_model_decoder {
     p.bias = r.blob(w, "bias", 4 * out, "4 * out", where);
     p.scale = r.blob(w, "scale", 4 * out, "4 * out", where);
     p.step = g_.steps.size();
-    g_.steps.push_back(std::move(s));
+    push_step(std::move(s));
     pending_.push_back(std::move(p));
   }
 

@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -76,8 +78,11 @@ class graph_builder {
     return g_.values.size() - 1;
   }
   void alias(const nn::variable& v, std::size_t id) { ids_[v.node_ptr().get()] = id; }
-  void push(step s) {
-    g_.steps.push_back(std::move(s));
+  // Emplaces the concrete step: moving a whole step variant makes GCC 12 report
+  // -Wmaybe-uninitialized false positives for the alternatives it does not hold.
+  template <class Step>
+  void push(Step&& s) {
+    g_.steps.emplace_back(std::in_place_type<std::decay_t<Step>>, std::forward<Step>(s));
     g_.step_names.push_back(where_);
   }
   const value_info& info(std::size_t id) const { return g_.values[id]; }
@@ -136,8 +141,24 @@ class graph_builder {
     push(add_step{a, b, new_value(t.output, y), spec.act});
   }
 
-  void add_layer(const nn::concat_spec&, const nn::traced_layer&) {
-    throw value_error("int8 conversion: '" + where_ + "': channel concatenation has no int8 kernel yet");
+  void add_layer(const nn::concat_spec& spec, const nn::traced_layer& t) {
+    concat_step st;
+    value_info y;
+    for (std::size_t i = 0; i < t.inputs.size(); ++i) {
+      st.inputs.push_back(input_of(t, i));
+      const value_info& x = info(st.inputs.back());
+      if (i == 0) y = x;
+      check<shape_error>(x.h == y.h && x.w == y.w && x.flat == y.flat, "int8 conversion: concat '", where_,
+                         "': input ", i, " differs from input 0 in more than the channels");
+      check<value_error>(x.flat_c == 0, "int8 conversion: concat '", where_, "': input ", i,
+                         " is a flattened image; concatenate the images, then flatten");
+      if (i > 0) y.c += x.c;
+    }
+    check<value_error>(!st.inputs.empty(), "int8 conversion: concat '", where_, "' has no inputs");
+    y.storage_of = value_info::npos;
+    y.grid = stored_grid(spec.output, where_);
+    st.out = new_value(t.output, y);
+    push(std::move(st));
   }
 
   void add_layer(const nn::pool_spec& spec, const nn::traced_layer& t) {

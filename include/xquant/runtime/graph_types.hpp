@@ -89,9 +89,13 @@ struct max_pool_step {  // 2x2 stride 2
 struct global_avg_pool_step {
   std::size_t in = 0, out = 0;
 };
+struct concat_step {  // along the channels, every input requantized to the output grid
+  std::vector<std::size_t> inputs;
+  std::size_t out = 0;
+};
 
 using step = std::variant<quantize_step, conv_step, depthwise_step, dense_step, add_step, max_pool_step,
-                          global_avg_pool_step>;
+                          global_avg_pool_step, concat_step>;
 
 struct graph {
   std::vector<value_info> values;

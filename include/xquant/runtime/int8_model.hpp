@@ -9,7 +9,8 @@
 // (a larger batch runs in chunks of max_batch). Between the float boundary steps (quantize
 // the input, dequantize the logits) everything is integer arithmetic on uint8 NHWC tensors:
 // int8 GEMM with fused requantization for convolutions and dense layers, direct 3x3
-// depthwise, max pooling, global average pooling and residual adds (kernels/int8/).
+// depthwise, max pooling, global average pooling, residual adds and channel concatenation
+// (kernels/int8/).
 
 #include <algorithm>
 #include <cstddef>
@@ -21,6 +22,7 @@
 #include "xquant/core/error.hpp"
 #include "xquant/kernels/int8/add.hpp"
 #include "xquant/kernels/int8/boundary.hpp"
+#include "xquant/kernels/int8/concat.hpp"
 #include "xquant/kernels/int8/depthwise.hpp"
 #include "xquant/kernels/int8/gemm.hpp"
 #include "xquant/kernels/int8/im2col.hpp"
@@ -58,11 +60,14 @@ struct pool_op {};
 struct average_op {
   k8::global_avg_pool_params p;  // for one image; run() sets the batch
 };
+struct concat_op {
+  std::vector<k8::concat_input> inputs;  // channels and rescale per input; run() sets the data
+};
 struct quantize_op {
   k8::activation_quant q;
   std::int32_t qmin = 0, qmax = 255;
 };
-using op = std::variant<quantize_op, gemm_op, depthwise_op, add_op, pool_op, average_op>;
+using op = std::variant<quantize_op, gemm_op, depthwise_op, add_op, pool_op, average_op, concat_op>;
 
 inline k8::nhwc_shape image_shape(const value_info& v, std::size_t batch) { return {batch, v.h, v.w, v.c}; }
 
@@ -155,6 +160,18 @@ class int8_model {
         y.grid.qmax)};
   }
 
+  detail::op lower_step(const concat_step& st, std::size_t&) {
+    const activation_grid& y = g_.values[st.out].grid;
+    detail::concat_op op;
+    for (const std::size_t in : st.inputs) {
+      const value_info& x = g_.values[in];
+      op.inputs.push_back({nullptr, x.c,
+                           kernels::int8::make_rescale_params(x.grid.scale, x.grid.zero_point, y.scale, y.zero_point,
+                                                              y.qmin, y.qmax)});
+    }
+    return op;
+  }
+
   static detail::gemm_op gemm_of(std::size_t in, std::size_t out, const lowered_weighted& w) {
     detail::gemm_op op;
     op.in = in;
@@ -225,6 +242,13 @@ class int8_model {
     kernels::int8::global_avg_pool_params p = op.p;
     p.in.n = n;
     kernels::int8::global_avg_pool(buffer(st.in), p, buffer(st.out));
+  }
+
+  void run_op(detail::concat_op& op, const step& s, const float*, std::size_t n) {
+    const auto& st = std::get<concat_step>(s);
+    for (std::size_t i = 0; i < op.inputs.size(); ++i) op.inputs[i].data = buffer(st.inputs[i]);
+    const value_info& y = g_.values[st.out];
+    kernels::int8::concat(op.inputs, n * y.h * y.w, buffer(st.out));
   }
 
   using k8shape = kernels::int8::nhwc_shape;

@@ -40,6 +40,9 @@ inline void step_io(const step& s, std::vector<std::size_t>& reads, std::size_t&
         } else if constexpr (std::is_same_v<T, add_step>) {
           reads = {st.a, st.b};
           writes = st.out;
+        } else if constexpr (std::is_same_v<T, concat_step>) {
+          reads = st.inputs;
+          writes = st.out;
         } else {
           reads = {st.in};
           writes = st.out;

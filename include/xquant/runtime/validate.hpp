@@ -21,7 +21,9 @@
 //              and 0 <= qmin <= qmax <= 255 inside the uint8 storage.
 //   shapes     re-derived for every step: conv (H + 2P - K) / S + 1, depthwise 3x3 pad 1
 //              (H - 1) / S + 1 with S in {1, 2}, max pool H / 2 (H >= 2), global average
-//              pool to a flat [C], dense over the flat features, add of equal shapes.
+//              pool to a flat [C], dense over the flat features, add of equal shapes,
+//              concat of inputs that differ only in channels (none a flattened image) to
+//              the sum of their channels.
 //   weights    depth = K * K * C_in (depthwise 9, dense C_in), weight = out * depth bytes,
 //              bias, scale, multiplier and shift arrays of `out` entries; every scale in the
 //              requantization domain (0, 2^30) with exactly the multiplier and shift
@@ -31,11 +33,12 @@
 //              per output channel |bias| + 255 * sum |w| < 2^31, which keeps every int32
 //              sum exact (implied by the bound lower_weighted checks), and |bias| <= 2^30
 //              for depthwise (kernels/reference/int8/depthwise.hpp).
-//   kernels    the conditions of the parameters the executor derives: add scale ratios below
-//              max_add_ratio, the global average pool's pixel count and requantization
-//              scale; the grid checks above are those of make_activation_quant (quantize and
-//              dequantize at the boundary). make_add_params and make_global_avg_pool_params
-//              are then called as the executor calls them, so that a check they gain later
+//   kernels    the conditions of the parameters the executor derives: add and concat scale
+//              ratios below max_add_ratio, the global average pool's pixel count and
+//              requantization scale; the grid checks above are those of make_activation_quant
+//              (quantize and dequantize at the boundary). make_add_params,
+//              make_rescale_params and make_global_avg_pool_params are then called as the
+//              executor calls them, so that a check they gain later
 //              cannot be missed (they then fail without the step in the message).
 //
 // No try/catch: the header builds with -fno-exceptions, where a failed check aborts with
@@ -59,6 +62,7 @@
 #include "xquant/core/error.hpp"
 #include "xquant/kernels/fixed_point.hpp"
 #include "xquant/kernels/reference/int8/add.hpp"
+#include "xquant/kernels/reference/int8/concat.hpp"
 #include "xquant/kernels/reference/int8/depthwise.hpp"
 #include "xquant/kernels/reference/int8/pool.hpp"
 #include "xquant/kernels/requant_args.hpp"
@@ -78,7 +82,7 @@ namespace detail {
 /// Names of the step kinds, in the order of the step variant.
 inline const char* step_kind(const step& s) {
   static constexpr const char* names[] = {"quantize", "conv",     "depthwise",      "dense",
-                                          "add",      "max_pool", "global_avg_pool"};
+                                          "add",      "max_pool", "global_avg_pool", "concat"};
   static_assert(std::variant_size_v<step> == sizeof names / sizeof names[0]);
   return names[s.index()];
 }
@@ -300,6 +304,33 @@ class graph_validator {
     // What the executor computes; cannot fail after the checks above.
     (void)kernels::int8::make_global_avg_pool_params({1, x.h, x.w, x.c}, x.grid.scale, x.grid.zero_point, y.grid.scale,
                                                      y.grid.zero_point, y.grid.qmin, y.grid.qmax);
+  }
+
+  void check_step(const concat_step& st) {
+    require<shape_error>(!st.inputs.empty(), "no inputs");
+    std::size_t channels = 0;
+    for (std::size_t i = 0; i < st.inputs.size(); ++i) {
+      const value_info& x = input(st.inputs[i], "input");
+      const value_info& first = g_.values[st.inputs[0]];
+      require<shape_error>(x.h == first.h && x.w == first.w && x.flat == first.flat, "input ", i, " is [", x.h, ", ",
+                           x.w, x.flat ? "] flat" : "]", ", input 0 is [", first.h, ", ", first.w,
+                           first.flat ? "] flat" : "]", " (all but the channels must agree)");
+      require<shape_error>(x.flat_c == 0, "input ", i, " is a flattened image (flat_c ", x.flat_c,
+                           "): concatenate before flattening");
+      channels += x.c;  // each <= max_value_bytes, at most max_graph_nodes inputs: no overflow
+    }
+    const value_info& first = g_.values[st.inputs[0]];
+    const value_info& y = output(st.out);  // after the inputs: an input cannot be the output
+    same_extents(y, first.h, first.w, channels, first.flat);
+    for (std::size_t i = 0; i < st.inputs.size(); ++i) {
+      const activation_grid& x = g_.values[st.inputs[i]].grid;
+      const double alpha = static_cast<double>(x.scale) / y.grid.scale;
+      require<value_error>(alpha < kernels::int8::max_add_ratio, "input ", i, ": scale ratio ", alpha,
+                           " must be below ", kernels::int8::max_add_ratio, " (the rescale's error bound)");
+      // What the executor computes; cannot fail after the checks above.
+      (void)kernels::int8::make_rescale_params(x.scale, x.zero_point, y.grid.scale, y.grid.zero_point, y.grid.qmin,
+                                               y.grid.qmax);
+    }
   }
 
   void check_weighted(const lowered_weighted& w, const value_info& y) const {

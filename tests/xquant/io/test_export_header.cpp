@@ -79,14 +79,16 @@ struct tiny_builder {
                                   std::size_t flat_c = 0) {
     return runtime::lower_weighted(s, g.values[in].grid, g.values[out].grid, flat_c, "tiny");
   }
-  void push(runtime::step s, std::string name) {
-    g.steps.push_back(std::move(s));
+  template <class Step>
+  void push(Step&& s, std::string name) {  // emplaced: see graph_builder::push
+    g.steps.emplace_back(std::in_place_type<std::decay_t<Step>>, std::forward<Step>(s));
     g.step_names.push_back(std::move(name));
   }
 };
 
 /// Every step kind: 3x3 and 1x1 convolutions, depthwise stride 1 and 2, residual adds
-/// (image and flat), max and global average pooling, flatten + dense (NHWC reorder).
+/// (image and flat), max and global average pooling, channel concatenation, flatten + dense
+/// (NHWC reorder).
 runtime::graph tiny_graph() {
   tiny_builder b;
   b.g.input_c = 2;
@@ -119,10 +121,12 @@ runtime::graph tiny_graph() {
   const std::size_t v9 = b.flat(5, grid(0.1f, 128));
   b.push(runtime::dense_step{v8, v9, b.lower(weighted(true, 5, 24, 1, 1, activation::none, 6), v8, v9, 6)},
          "model.6");
-  const std::size_t v10 = b.flat(6, grid(0.03f, 0));
-  b.push(runtime::global_avg_pool_step{v7, v10}, "model.head.pool");
+  const std::size_t cat = b.value(2, 2, 10, grid(0.05f, 20));  // v6 is on this grid: a copy
+  b.push(runtime::concat_step{{v7, v6}, cat}, "model.head.concat");
+  const std::size_t v10 = b.flat(10, grid(0.03f, 0));
+  b.push(runtime::global_avg_pool_step{cat, v10}, "model.head.pool");
   const std::size_t v11 = b.flat(5, grid(0.08f, 120));
-  b.push(runtime::dense_step{v10, v11, b.lower(weighted(true, 5, 6, 1, 1, activation::none, 7), v10, v11)},
+  b.push(runtime::dense_step{v10, v11, b.lower(weighted(true, 5, 10, 1, 1, activation::none, 7), v10, v11)},
          "model.head.fc");
   const std::size_t v12 = b.flat(5, grid(0.12f, 128, 1, 250));
   b.push(runtime::add_step{v9, v11, v12, activation::none}, "model.\"sum\"\\\xc3\xa9");  // escapes
@@ -152,6 +156,11 @@ std::vector<std::size_t> fields(const T& s) {
   else if constexpr (std::is_same_v<T, runtime::depthwise_step>) return {s.in, s.out, s.stride};
   else if constexpr (std::is_same_v<T, runtime::add_step>)
     return {s.a, s.b, s.out, static_cast<std::size_t>(s.act)};
+  else if constexpr (std::is_same_v<T, runtime::concat_step>) {
+    std::vector<std::size_t> f = s.inputs;
+    f.push_back(s.out);
+    return f;
+  }
   else return {s.in, s.out};
 }
 

@@ -68,6 +68,7 @@ void check_same_step(const step& sa, const step& sb) {
         }
         if constexpr (requires { a.stride; }) CHECK(a.stride == b.stride);
         if constexpr (requires { a.w; }) check_same_weights(a.w, b.w);
+        if constexpr (std::is_same_v<T, concat_step>) CHECK(a.inputs == b.inputs);
         if constexpr (std::is_same_v<T, add_step>) {
           CHECK(a.a == b.a);
           CHECK(a.b == b.b);
@@ -400,6 +401,14 @@ TEST_CASE("int8 model file: values and steps with wrong types, kinds, indices or
   rejected([](json& h, bytes&) { std::swap(h["steps"][2], h["steps"][3]); },
            {"step 2 (conv 'block.project'): input value 2 is read before a step writes it"});
   rejected([](json& h, bytes&) { h["steps"][5]["out"] = 1; }, {"output value 1 is written twice"});
+  rejected([](json& h, bytes&) { h["steps"][11]["inputs"] = 11; },
+           {"step 11 (concat 'head.concat'): \"inputs\" must be an array, got 11"});
+  rejected([](json& h, bytes&) { h["steps"][11]["inputs"][1] = -10; },
+           {"step 11 (concat 'head.concat'): \"inputs\"[1] must be a value index, got -10"});
+  rejected([](json& h, bytes&) { h["steps"][11]["inputs"][1] = "v10"; }, {"\"inputs\"[1] must be a value index"});
+  rejected([](json& h, bytes&) { h["steps"][11]["inputs"] = json::array(); }, {"step 11 (concat 'head.concat'): no inputs"});
+  rejected([](json& h, bytes&) { h["steps"][11]["inputs"][2] = 6; }, {"(all but the channels must agree)"});
+  rejected([](json& h, bytes&) { h["steps"][11].erase("inputs"); }, {"step 11 (concat 'head.concat') has no \"inputs\""});
 }
 
 TEST_CASE("int8 model file: weight arrays with wrong sizes, offsets, checksums or scales") {

@@ -13,13 +13,16 @@
 //   v8  flatten of v6 (a view)   [32] flat
 //   v9  dense v8                 [5] flat
 //   v10 dense v7                 [5] flat
-//   v11 add v9 + v10             [5] flat, the output
+//   v11 add v9 + v10             [5] flat
+//   v12 concat v11 | v10 | v7    [18] flat, the output (v11 is on its grid: a copy)
 //
 // Weights, biases and scales come from a fixed LCG, so every build gets the same graph.
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "xquant/kernels/requant_args.hpp"
@@ -84,16 +87,18 @@ inline graph small_graph() {
   g.input_h = 6;
   g.input_w = 6;
   const activation_grid in = make_grid(0.02f, 128), a = make_grid(0.05f, 10), b = make_grid(0.04f, 120),
-                        c = make_grid(0.03f, 100), d = make_grid(0.1f, 60, 1, 250);
+                        c = make_grid(0.03f, 100), d = make_grid(0.1f, 60, 1, 250),
+                        e = make_grid(0.1f, 60);
   g.values = {make_value(6, 6, 2, in),      make_value(6, 6, 4, a),       make_value(6, 6, 4, b),
               make_value(6, 6, 4, c),       make_value(6, 6, 4, a),       make_value(3, 3, 4, a),
               make_value(2, 2, 8, b),       make_value(1, 1, 8, c, true), make_value(1, 1, 32, b, true),
-              make_value(1, 1, 5, d, true), make_value(1, 1, 5, c, true), make_value(1, 1, 5, d, true)};
+              make_value(1, 1, 5, d, true), make_value(1, 1, 5, c, true), make_value(1, 1, 5, e, true),
+              make_value(1, 1, 18, e, true)};
   g.values[8].storage_of = 6;
   g.values[8].flat_c = 8;
   using nn::activation;
-  auto add_step_named = [&](step s, const char* name) {
-    g.steps.push_back(std::move(s));
+  auto add_step_named = [&]<class Step>(Step&& s, const char* name) {  // emplaced: see graph_builder::push
+    g.steps.emplace_back(std::in_place_type<std::decay_t<Step>>, std::forward<Step>(s));
     g.step_names.emplace_back(name);
   };
   add_step_named(quantize_step{0}, "quant");
@@ -107,7 +112,8 @@ inline graph small_graph() {
   add_step_named(dense_step{8, 9, make_weighted(5, 32, d, activation::none, rng)}, "fc_flat");
   add_step_named(dense_step{7, 10, make_weighted(5, 8, c, activation::none, rng)}, "fc_gap");
   add_step_named(add_step{9, 10, 11, activation::none}, "head.add");
-  g.output = 11;
+  add_step_named(concat_step{{11, 10, 7}, 12}, "head.concat");
+  g.output = 12;
   return g;
 }
 

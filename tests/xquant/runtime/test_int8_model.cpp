@@ -103,7 +103,8 @@ class net : public nn::module {
 };
 
 /// A residual block with every kind of step: conv 3x3 + ReLU6, depthwise 3x3 stride 1,
-/// 1x1 projection, add with ReLU, max pool, a strided conv and global average pooling.
+/// 1x1 projection, add with ReLU, channel concat (of the sum and the block input), max pool,
+/// a strided conv and global average pooling.
 class mixed_block : public nn::module {
  public:
   mixed_block()
@@ -111,13 +112,14 @@ class mixed_block : public nn::module {
         dw_({.in = 8, .out = 8, .kernel = 3, .groups = 8, .act = activation::relu6}),
         project_({.in = 8, .out = 8, .kernel = 1}),
         add_(activation::relu),
-        down_({.in = 8, .out = 16, .kernel = 3, .stride = 2, .act = activation::relu}),
+        down_({.in = 16, .out = 16, .kernel = 3, .stride = 2, .act = activation::relu}),
         dw2_({.in = 16, .out = 16, .kernel = 3, .stride = 2, .groups = 16, .act = activation::relu}),
         pool_(2) {
     register_module("conv", conv_);
     register_module("dw", dw_);
     register_module("project", project_);
     register_module("add", add_);
+    register_module("cat", cat_);
     register_module("pool", pool_);
     register_module("down", down_);
     register_module("dw2", dw2_);
@@ -126,12 +128,13 @@ class mixed_block : public nn::module {
   variable forward(const variable& x) override {
     const variable a = conv_(x);
     const variable r = add_(project_(dw_(a)), a);
-    return gap_(dw2_(down_(pool_(r))));
+    return gap_(dw2_(down_(pool_(cat_({r, a})))));
   }
 
  private:
   nn::conv_bn<Q> conv_, dw_, project_;
   nn::quantized_add<Q> add_;
+  nn::quantized_concat<Q> cat_;
   nn::conv_bn<Q> down_, dw2_;
   nn::max_pool2d pool_;
   nn::global_avg_pool<Q> gap_;

@@ -49,18 +49,18 @@ dense_step& dense_at(graph& g, std::size_t i) { return std::get<dense_step>(g.st
 TEST_CASE("validate accepts the hand-built graph with every step kind") {
   const graph g = small_graph();
   CHECK_NOTHROW(validate(g));
-  CHECK(g.steps.size() == 11);
+  CHECK(g.steps.size() == 12);
 }
 
 TEST_CASE("validate: graph structure, step order and value ownership") {
-  check_rejected<shape_error>([](graph& g) { g.step_names.pop_back(); }, {"11 steps but 10 step names"});
+  check_rejected<shape_error>([](graph& g) { g.step_names.pop_back(); }, {"12 steps but 11 step names"});
   check_rejected<shape_error>([](graph& g) { g.steps.clear(), g.step_names.clear(); }, {"no steps"});
   check_rejected<shape_error>([](graph& g) { std::swap(g.steps[0], g.steps[1]); },
                               {"step 0 (conv 'quant')", "the first step must quantize the input"});
   check_rejected<shape_error>([](graph& g) { g.steps[5] = quantize_step{5}; },
                               {"step 5 (quantize 'pool')", "a second quantize step"});
   check_rejected<shape_error>([](graph& g) { conv_at(g, 6).in = 99; },
-                              {"step 6 (conv 'conv2')", "input value 99 does not exist (12 values)"});
+                              {"step 6 (conv 'conv2')", "input value 99 does not exist (13 values)"});
   check_rejected<shape_error>([](graph& g) { std::swap(g.steps[2], g.steps[3]); },
                               {"step 2 (conv 'block.dw')", "input value 2 is read before a step writes it"});
   check_rejected<shape_error>([](graph& g) { dense_at(g, 8).in = 9; }, {"input value 9 is read before"});
@@ -74,12 +74,12 @@ TEST_CASE("validate: graph structure, step order and value ownership") {
   check_rejected<shape_error>([](graph& g) { std::get<max_pool_step>(g.steps[5]).out = 1; },
                               {"step 5 (max_pool 'pool')", "output value 1 is written twice"});
   check_rejected<shape_error>([](graph& g) { dense_at(g, 9).out = 8; }, {"output value 8 is a view"});
-  check_rejected<shape_error>([](graph& g) { dense_at(g, 9).out = 12; }, {"output value 12 does not exist"});
-  check_rejected<shape_error>([](graph& g) { g.values.resize(max_graph_nodes + 1, g.values[11]); },
-                              {"11 steps and 32769 values; at most 32768 of each"});
-  check_rejected<shape_error>([](graph& g) { g.values.push_back(g.values[11]); },
-                              {"value 12 is never written by a step"});
-  check_rejected<shape_error>([](graph& g) { g.output = 12; }, {"output value 12 does not exist"});
+  check_rejected<shape_error>([](graph& g) { dense_at(g, 9).out = 13; }, {"output value 13 does not exist"});
+  check_rejected<shape_error>([](graph& g) { g.values.resize(max_graph_nodes + 1, g.values[12]); },
+                              {"12 steps and 32769 values; at most 32768 of each"});
+  check_rejected<shape_error>([](graph& g) { g.values.push_back(g.values[12]); },
+                              {"value 13 is never written by a step"});
+  check_rejected<shape_error>([](graph& g) { g.output = 13; }, {"output value 13 does not exist"});
   check_rejected<shape_error>([](graph& g) { g.output = 6; }, {"the output value 6 must be flat"});
 }
 
@@ -124,7 +124,7 @@ TEST_CASE("validate: flattened views") {
         g.values.push_back(g.values[8]);
         g.values.back().storage_of = 8;
       },
-      {"value 12 is a view of value 8"});
+      {"value 13 is a view of value 8"});
   check_rejected<shape_error>([](graph& g) { g.values[8].storage_of = 5; },
                               {"must be flat with the bytes of value 5 (32 vs 36)"});
   check_rejected<value_error>([](graph& g) { g.values[8].grid.zero_point = 11; }, {"under another grid"});
@@ -210,4 +210,26 @@ TEST_CASE("validate: residual adds, pooling and the parameters the executor deri
   check_rejected<value_error>([](graph& g) { g.values[7].grid.scale = 1e-37f; },
                               {"step 7 (global_avg_pool 'gap')",
                                "requantization scale 1e+35 = 0.04 / (1e-37 * 4 pixels) is not a finite number"});
+}
+
+TEST_CASE("validate: channel concatenation") {
+  const auto cat = [](graph& g) -> concat_step& { return std::get<concat_step>(g.steps[11]); };
+  check_rejected<shape_error>([&](graph& g) { cat(g).inputs.clear(); }, {"step 11 (concat 'head.concat')", "no inputs"});
+  check_rejected<shape_error>([&](graph& g) { cat(g).inputs[2] = 6; },
+                              {"input 2 is [2, 2], input 0 is [1, 1] flat (all but the channels must agree)"});
+  check_rejected<shape_error>([&](graph& g) { cat(g).inputs[1] = 8; },
+                              {"input 1 is a flattened image (flat_c 8): concatenate before flattening"});
+  check_rejected<shape_error>([&](graph& g) { cat(g).inputs[0] = 12; }, {"input value 12 is read before"});
+  check_rejected<shape_error>([&](graph& g) { cat(g).inputs[0] = 13; }, {"input value 13 does not exist"});
+  check_rejected<shape_error>([&](graph& g) { cat(g).out = 10; }, {"output value 10 is written twice"});
+  check_rejected<shape_error>([](graph& g) { g.values[12].c = 17; },
+                              {"output is [1, 1, 17] flat, expected [1, 1, 18] flat"});
+  // s_in / s_out >= 1024: the rescale's error bound no longer holds.
+  check_rejected<value_error>([](graph& g) { g.values[12].grid.scale = 1e-5f; },
+                              {"step 11 (concat 'head.concat')", "input 0: scale ratio 10000", "below 1024"});
+  // The same input twice is fine (it is read, not written).
+  graph g = small_graph();
+  cat(g).inputs = {11, 11, 7, 10};
+  g.values[12].c = 23;
+  CHECK_NOTHROW(validate(g));
 }

@@ -40,6 +40,16 @@ namespace xquant::kernels::int8 {
 /// s_a / s_out and s_b / s_out must be below this (see the error bound above).
 inline constexpr double max_add_ratio = 1024.0;
 
+/// S for ratios whose largest is `largest` (in (0, max_add_ratio)): the largest shift <= 31
+/// with round(largest * 2^S) < 2^21.
+inline std::int32_t shared_shift(double largest) {
+  int exponent = 0;
+  (void)std::frexp(largest, &exponent);  // largest in [2^(e-1), 2^e)
+  int shift = std::min(31, 21 - exponent);
+  if (std::llround(std::ldexp(largest, shift)) >= (1 << 21)) --shift;  // rounded up to 2^21
+  return shift;
+}
+
 /// The integer form of one residual add (make_add_params).
 struct add_params {
   std::int32_t multiplier_a = 0, multiplier_b = 0;  ///< A, B in [0, 2^21)
@@ -66,10 +76,7 @@ inline add_params make_add_params(float scale_a, std::int32_t zero_point_a, floa
   const double beta = static_cast<double>(scale_b) / scale_out;
   check<value_error>(alpha < max_add_ratio && beta < max_add_ratio, "add: scale ratios ", alpha, " and ", beta,
                      " must be below ", max_add_ratio);
-  int exponent = 0;
-  (void)std::frexp(std::max(alpha, beta), &exponent);  // max in [2^(e-1), 2^e)
-  int shift = std::min(31, 21 - exponent);
-  if (std::llround(std::ldexp(std::max(alpha, beta), shift)) >= (1 << 21)) --shift;  // rounded up to 2^21
+  const std::int32_t shift = shared_shift(std::max(alpha, beta));
   add_params p;
   p.multiplier_a = static_cast<std::int32_t>(std::llround(std::ldexp(alpha, shift)));
   p.multiplier_b = static_cast<std::int32_t>(std::llround(std::ldexp(beta, shift)));
