@@ -14,6 +14,9 @@
 //   conv3x3_56      M = 3136 (56 x 56 pixels), K = 576 (3 x 3 x 64), N = 64
 //   conv1x1_56      M = 3136, K = 64, N = 256 (a 1 x 1 expansion)
 //   dense_b1        M = 1, K = 3136, N = 128 (batch-1 dense layer)
+// and the whole 3x3 convolution 64 -> 64 on 56 x 56 (padding 1) as the int8 engine runs it
+// (kernels/int8/conv.hpp: the image copied into its zero-point frame, then the GEMM reading
+// its windows in place), `int8_conv/conv3x3_56`.
 //
 //   bench_int8_gemm --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
@@ -27,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "xquant/kernels/int8/conv.hpp"
 #include "xquant/kernels/int8/gemm.hpp"
 #include "xquant/kernels/requant_args.hpp"
 #include "xquant/kernels/simd.hpp"
@@ -157,6 +161,29 @@ void run_gemm(benchmark::State& state, shape s, int8::gemm_path path) {
   state.counters["of_peak"] = benchmark::Counter(ops / peak_ops, benchmark::Counter::kIsRate);
 }
 
+/// The 3x3 convolution of conv3x3_56 through conv_nhwc (same operation count).
+template <class Arch>
+void run_conv(benchmark::State& state, int8::gemm_path path) {
+  const auto g = int8::make_im2col_geometry({1, 56, 56, 64}, 3, 3, 1, 1, 1, 1);
+  const shape s{"conv3x3_56", g.rows(), 64, g.cols()};
+  problem p(s);  // its weights (as packed for the GEMM), bias and requantization
+  std::mt19937 rng(2);
+  std::vector<std::uint8_t> x(g.in.size()), scratch(int8::implicit_conv_scratch(g));
+  for (auto& v : x) v = static_cast<std::uint8_t>(rng());
+  std::vector<std::int8_t> weights(s.n * s.k);
+  for (auto& v : weights) v = static_cast<std::int8_t>(static_cast<int>(rng() % 255) - 127);
+  const int8::packed_weights w = int8::pack_conv_weights(weights.data(), s.n, g);
+  const requant_channel_args rq = p.rq.args();
+  int8::check_conv_args(x.data(), g, w, rq, p.c.data(), scratch.data());
+  for (auto _ : state) {
+    int8::conv_nhwc<Arch>(path, x.data(), g, 128, w, p.bias.data(), rq, p.c.data(), scratch.data());
+    benchmark::ClobberMemory();
+  }
+  const double ops = 2.0 * double(s.m) * double(s.n) * double(s.k) * double(state.iterations());
+  state.counters["GOPS"] = benchmark::Counter(ops * 1e-9, benchmark::Counter::kIsRate);
+  state.counters["of_peak"] = benchmark::Counter(ops / peak_ops, benchmark::Counter::kIsRate);
+}
+
 template <class Arch>
 void add(const shape& s, int8::gemm_path path, const std::string& label) {
   const std::string name = std::string("int8_gemm/") + s.name + "/" + label;
@@ -170,6 +197,13 @@ void register_all() {
                           {"conv3x3_56", 3136, 64, 576},
                           {"conv1x1_56", 3136, 256, 64},
                           {"dense_b1", 1, 128, 3136}};
+  for (int8::gemm_path path : {int8::gemm_path::avx512_vnni, int8::gemm_path::avx_vnni}) {
+    if (!int8::runs_here(path)) continue;
+    const std::string name = std::string("int8_conv/conv3x3_56/") + int8::path_name(path);
+    benchmark::RegisterBenchmark(name.c_str(), [path](benchmark::State& st) {
+      run_conv<simd::default_arch>(st, path);
+    })->Unit(benchmark::kMicrosecond);
+  }
   for (const shape& s : shapes) {
     for (int8::gemm_path path : {int8::gemm_path::avx512_vnni, int8::gemm_path::avx_vnni}) {
       if (int8::runs_here(path)) add<simd::default_arch>(s, path, int8::path_name(path));

@@ -5,7 +5,8 @@
 //   add             28 x 28 x 32 and 14 x 14 x 96 elements (residual add, fused ReLU)
 //   max pool 2x2    28 x 28 x 32 and 14 x 14 x 64 -> half size
 //   global avg pool 7 x 7 x 128 and 7 x 7 x 1280
-//   im2col 3x3      28 x 28 x 1 and 14 x 14 x 32 (pad 1)
+//   conv 3x3        1 -> 16 on 28 x 28 and 32 -> 32 on 14 x 14 (pad 1; the implicit
+//                   convolution against im2col + the reference GEMM)
 //   quantize        the network input, 1 x 28 x 28 and 3 x 32 x 32 float NCHW -> uint8 NHWC
 //
 // Each kernel is registered for the scalar reference and for avx512bw, avx2 and sse2 when
@@ -23,12 +24,12 @@
 #include "xquant/kernels/int8/add.hpp"
 #include "xquant/kernels/int8/boundary.hpp"
 #include "xquant/kernels/int8/depthwise.hpp"
-#include "xquant/kernels/int8/im2col.hpp"
+#include "xquant/kernels/int8/conv.hpp"
 #include "xquant/kernels/int8/pool.hpp"
 #include "xquant/kernels/reference/int8/add.hpp"
 #include "xquant/kernels/reference/int8/boundary.hpp"
 #include "xquant/kernels/reference/int8/depthwise.hpp"
-#include "xquant/kernels/reference/int8/im2col.hpp"
+#include "xquant/kernels/reference/int8/conv.hpp"
 #include "xquant/kernels/reference/int8/pool.hpp"
 #include "xquant/kernels/requant_args.hpp"
 #include "xquant/kernels/simd.hpp"
@@ -51,14 +52,17 @@ std::vector<std::uint8_t> random_bytes(std::size_t n) {
 
 struct depthwise_problem {
   int8::depthwise_geometry g;
-  std::vector<std::uint8_t> x, out;
+  std::vector<std::uint8_t> x, out, scratch;
   std::vector<std::int8_t> w;
   std::vector<std::int32_t> bias;
   requant_channel_params rq;
   int8::depthwise_packed packed;
 
   depthwise_problem(std::size_t c, std::size_t hw, std::size_t stride)
-      : g(int8::make_depthwise_geometry({1, hw, hw, c}, stride)), x(random_bytes(g.in.size())), out(g.out().size()) {
+      : g(int8::make_depthwise_geometry({1, hw, hw, c}, stride)),
+        x(random_bytes(g.in.size())),
+        out(g.out().size()),
+        scratch(int8::depthwise_scratch(g)) {
     std::uniform_int_distribution<int> weight(-127, 127), b(-20000, 20000);
     std::uniform_real_distribution<float> scale(0.001f, 0.004f);
     w.resize(9 * c);
@@ -89,13 +93,28 @@ struct pool_problem {
         avg(int8::make_global_avg_pool_params(in, 0.02f, 128, 0.02f, 128)) {}
 };
 
-struct im2col_problem {
+struct conv_problem {
   int8::im2col_geometry g;
-  std::vector<std::uint8_t> x, out;
-  im2col_problem(std::size_t c, std::size_t hw)
+  std::size_t n;
+  std::vector<std::uint8_t> x, out, scratch;
+  std::vector<std::int8_t> w;
+  std::vector<std::int32_t> bias;
+  requant_channel_params rq;
+  int8::packed_weights packed;
+  conv_problem(std::size_t c, std::size_t channels_out, std::size_t hw)
       : g(int8::make_im2col_geometry({1, hw, hw, c}, 3, 3, 1, 1, 1, 1)),
+        n(channels_out),
         x(random_bytes(g.in.size())),
-        out(int8::im2col_size(g, g.cols())) {}
+        out(g.rows() * n),
+        scratch(int8::implicit_conv_scratch(g)),
+        w(n * g.cols()),
+        bias(n) {
+    std::uniform_int_distribution<int> weight(-127, 127), b(-20000, 20000);
+    for (auto& v : w) v = static_cast<std::int8_t>(weight(rng));
+    for (auto& v : bias) v = b(rng);
+    rq = make_requant_channel_params<std::uint8_t>(std::vector<float>(n, 0.0005f), 3, 3, 255);
+    packed = int8::pack_conv_weights(w.data(), n, g);
+  }
 };
 
 struct quantize_problem {
@@ -153,7 +172,7 @@ void register_depthwise(std::size_t c, std::size_t hw, std::size_t stride) {
     if constexpr (is_reference<Arch>) {
       ref::depthwise3x3(p.x.data(), p.g, p.w.data(), p.bias.data(), 128, p.rq.args(), p.out.data());
     } else {
-      int8::depthwise3x3<Arch>(p.x.data(), p.g, p.packed, p.rq.args(), p.out.data());
+      int8::depthwise3x3<Arch>(p.x.data(), p.g, p.packed, p.rq.args(), p.out.data(), p.scratch.data());
     }
   });
 }
@@ -189,15 +208,17 @@ void register_pools(std::size_t c, std::size_t hw, bool global) {
           });
 }
 
-void register_im2col(std::size_t c, std::size_t hw) {
-  const im2col_problem problem(c, hw);
-  add_all("im2col3x3/" + std::to_string(c) + "x" + std::to_string(hw) + "x" + std::to_string(hw), problem,
-          problem.out.size(), [](im2col_problem& p, auto arch) {
+void register_conv(std::size_t c, std::size_t n, std::size_t hw) {
+  const conv_problem problem(c, n, hw);
+  add_all("conv3x3/" + std::to_string(c) + "to" + std::to_string(n) + "x" + std::to_string(hw) + "x" +
+              std::to_string(hw),
+          problem, problem.out.size(), [](conv_problem& p, auto arch) {
             using Arch = decltype(arch);
             if constexpr (is_reference<Arch>) {
-              ref::im2col_nhwc(p.x.data(), p.g, 7, p.out.data(), p.g.cols());
+              ref::conv_nhwc(p.x.data(), p.g, 7, p.w.data(), p.n, p.bias.data(), p.rq.args(), p.out.data());
             } else {
-              int8::im2col_nhwc<Arch>(p.x.data(), p.g, 7, p.out.data(), p.g.cols());
+              int8::conv_nhwc<Arch>(p.x.data(), p.g, 7, p.packed, p.bias.data(), p.rq.args(), p.out.data(),
+                                    p.scratch.data());
             }
           });
 }
@@ -229,8 +250,8 @@ int main(int argc, char** argv) {
   register_pools(64, 14, false);
   register_pools(128, 7, true);
   register_pools(1280, 7, true);
-  register_im2col(1, 28);
-  register_im2col(32, 14);
+  register_conv(1, 16, 28);
+  register_conv(32, 32, 14);
   register_quantize(1, 28);
   register_quantize(3, 32);
   benchmark::Initialize(&argc, argv);

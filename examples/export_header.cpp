@@ -188,7 +188,7 @@ int main(int argc, char** argv) try {
               checkpoint.empty() ? "random weights" : checkpoint.c_str(), graph.steps.size(), weight_bytes(graph),
               (out / (name + ".hpp")).c_str());
   const runtime::int8_model one(graph, 1);  // what the firmware allocates besides the graph
-  std::printf("batch 1: activation arena %zu bytes, im2col scratch %zu bytes\n", one.activation_bytes(),
+  std::printf("batch 1: activation arena %zu bytes, convolution scratch %zu bytes\n", one.activation_bytes(),
               one.scratch_bytes());
   std::printf("host int8 predictions:");
   for (std::size_t i = 0; i < count; ++i)

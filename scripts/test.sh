@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs missing dependencies, builds and runs every test: an optimized
-# build (default arch and -march=native test binaries, compile-fail tests, README example,
-# examples, package consumer tests), the int8 model loader under libFuzzer (clang), then the
-# unit tests again under AddressSanitizer + UBSan.
+# build (default-arch test binary, the arch-dependent tests again for -march=native,
+# compile-fail tests, README example, examples, package consumer tests), the int8 model
+# loader under libFuzzer (clang), then the unit tests again under AddressSanitizer + UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh

@@ -98,7 +98,7 @@ fixed_lanes<A, u64<A>> fixed_lanes_at(const requant_channel_args& a, std::size_t
 /// One batch of reference::requantize_fixed before the clamp: round(acc * scale) + zero point
 /// (|round(acc * scale)| <= 2^30 here, so the int32 sum cannot overflow).
 template <bool Clamp, class A, class Shift>
-i32<A> fixed_batch(i32<A> acc, const fixed_lanes<A, Shift>& k) noexcept {
+XQUANT_SIMD_INLINE i32<A> fixed_batch(i32<A> acc, const fixed_lanes<A, Shift>& k) noexcept {
   const u32<A> sign = xsimd::bitwise_cast<u32<A>>(acc >> 31);     // all ones where acc < 0
   u32<A> mag = (xsimd::bitwise_cast<u32<A>>(acc) ^ sign) - sign;  // |acc| (2^31 for INT32_MIN)
   if constexpr (Clamp) mag = xsimd::min(mag, k.limit);

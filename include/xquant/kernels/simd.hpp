@@ -41,6 +41,15 @@
 #endif
 // clang-format on
 
+// For small per-batch helpers called from a kernel's inner loop with many values live
+// (requantization inside the depthwise pixel loop): left out of line, the call makes the
+// caller keep its weights and constants in memory, not registers (measured 1.5x slower).
+#if defined(__GNUC__) || defined(__clang__)
+#define XQUANT_SIMD_INLINE [[gnu::always_inline]] inline
+#else
+#define XQUANT_SIMD_INLINE inline
+#endif
+
 XQUANT_SIMD_BEGIN
 #include <xsimd/xsimd.hpp>
 XQUANT_SIMD_END

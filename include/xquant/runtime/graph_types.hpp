@@ -65,7 +65,7 @@ struct value_info {
 struct quantize_step {  // float NCHW input -> uint8 NHWC
   std::size_t out = 0;
 };
-struct conv_step {  // GEMM (1x1 stride 1: directly on the input; else over im2col rows)
+struct conv_step {  // GEMM (1x1 stride 1: on the input; else on its windows, kernels/int8/conv.hpp)
   std::size_t in = 0, out = 0;
   std::size_t kernel = 1, stride = 1, padding = 0;
   lowered_weighted w;

@@ -5,8 +5,8 @@
 //   model.run(images, batch, logits);      // float NCHW in, float logits out
 //
 // Construction packs every weight once and plans one arena for all activations of up to
-// max_batch images plus the im2col scratch (memory_plan.hpp); run() then allocates nothing
-// (a larger batch runs in chunks of max_batch). Between the float boundary steps (quantize
+// max_batch images plus the convolutions' scratch (memory_plan.hpp); run() then allocates
+// nothing (a larger batch runs in chunks of max_batch). Between the float boundary steps (quantize
 // the input, dequantize the logits) everything is integer arithmetic on uint8 NHWC tensors:
 // int8 GEMM with fused requantization for convolutions and dense layers, direct 3x3
 // depthwise, max pooling, global average pooling, residual adds and channel concatenation
@@ -23,9 +23,9 @@
 #include "xquant/kernels/int8/add.hpp"
 #include "xquant/kernels/int8/boundary.hpp"
 #include "xquant/kernels/int8/concat.hpp"
+#include "xquant/kernels/int8/conv.hpp"
 #include "xquant/kernels/int8/depthwise.hpp"
 #include "xquant/kernels/int8/gemm.hpp"
-#include "xquant/kernels/int8/im2col.hpp"
 #include "xquant/kernels/int8/pool.hpp"
 #include "xquant/runtime/graph_types.hpp"
 #include "xquant/runtime/memory_plan.hpp"
@@ -37,16 +37,13 @@ namespace detail {
 
 namespace k8 = kernels::int8;
 
-/// im2col rows per GEMM call: a tile of the unfolded input stays in L2 while it is used.
-inline constexpr std::size_t im2col_tile_rows = 240;
-
-struct gemm_op {  // convolution (direct for 1x1 stride 1, else im2col tiles) or dense
+struct gemm_op {  // a dense layer or a convolution
   std::size_t in = 0, out = 0;
   k8::packed_weights w;
   std::vector<std::int32_t> bias;
   kernels::requant_channel_params rq;
-  bool im2col = false;
-  k8::im2col_geometry geometry;  // for one image (im2col only); run() sets the batch
+  bool windows = false;          // false: A is the input itself (dense, 1x1 stride-1 unpadded conv)
+  k8::im2col_geometry geometry;  // windows: for one image (kernels/int8/conv.hpp); run() sets the batch
 };
 struct depthwise_op {
   k8::depthwise_packed w;
@@ -79,11 +76,11 @@ class int8_model {
   explicit int8_model(runtime::graph g, std::size_t max_batch = 1) : g_(std::move(g)), max_batch_(max_batch) {
     check<value_error>(max_batch > 0, "int8_model: max_batch must be positive");
     validate(g_);
-    std::size_t im2col_bytes = 0;
-    for (std::size_t i = 0; i < g_.steps.size(); ++i) ops_.push_back(make_op(g_.steps[i], im2col_bytes));
+    std::size_t scratch_bytes = 0;
+    for (std::size_t i = 0; i < g_.steps.size(); ++i) ops_.push_back(make_op(g_.steps[i], scratch_bytes));
     plan_ = plan_memory(g_, max_batch);
     scratch_offset_ = detail::align_up(plan_.arena_bytes);
-    arena_.assign(scratch_offset_ + im2col_bytes, 0);
+    arena_.assign(scratch_offset_ + scratch_bytes, 0);
     const value_info& out = g_.values[g_.output];
     check<value_error>(out.flat, "int8_model: the model's output must be flat [N, classes] (dense or global pool)");
     output_q_ = kernels::int8::make_activation_quant(out.grid.scale, out.grid.zero_point);
@@ -93,7 +90,8 @@ class int8_model {
   std::size_t input_size() const { return g_.input_c * g_.input_h * g_.input_w; }
   std::size_t output_size() const { return g_.values[g_.output].c; }
   std::size_t max_batch() const { return max_batch_; }
-  /// Bytes of activations (all values at max_batch) and of the im2col scratch.
+  /// Bytes of activations (all values at max_batch) and of the convolutions' scratch (one
+  /// image in its zero-point frame, kernels/int8/frame.hpp).
   std::size_t activation_bytes() const { return plan_.arena_bytes; }
   std::size_t scratch_bytes() const { return arena_.size() - scratch_offset_; }
   const runtime::graph& int8_graph() const { return g_; }
@@ -115,8 +113,8 @@ class int8_model {
   std::uint8_t* buffer(std::size_t value) { return arena_.data() + plan_.offset[value]; }
   std::uint8_t* scratch() { return arena_.data() + scratch_offset_; }
 
-  detail::op make_op(const step& s, std::size_t& im2col_bytes) {
-    return std::visit([&](const auto& st) { return lower_step(st, im2col_bytes); }, s);
+  detail::op make_op(const step& s, std::size_t& scratch_bytes) {
+    return std::visit([&](const auto& st) { return lower_step(st, scratch_bytes); }, s);
   }
 
   detail::op lower_step(const quantize_step& st, std::size_t&) {
@@ -127,22 +125,23 @@ class int8_model {
     q.qmax = grid.qmax;
     return q;
   }
-  detail::op lower_step(const conv_step& st, std::size_t& im2col_bytes) {
+  detail::op lower_step(const conv_step& st, std::size_t& scratch_bytes) {
     detail::gemm_op op = gemm_of(st.in, st.out, st.w);
-    op.im2col = !(st.kernel == 1 && st.stride == 1 && st.padding == 0);
-    if (op.im2col) {
-      op.geometry = kernels::int8::make_im2col_geometry(detail::image_shape(g_.values[st.in], 1), st.kernel,
-                                                        st.kernel, st.stride, st.stride, st.padding, st.padding);
-      im2col_bytes = std::max(im2col_bytes, detail::im2col_tile_rows * st.w.depth);
-    }
+    if (st.kernel == 1 && st.stride == 1 && st.padding == 0) return op;
+    op.windows = true;
+    op.geometry = kernels::int8::make_im2col_geometry(detail::image_shape(g_.values[st.in], 1), st.kernel, st.kernel,
+                                                      st.stride, st.stride, st.padding, st.padding);
+    op.w = kernels::int8::pack_conv_weights(st.w.weight.data(), st.w.out, op.geometry);
+    scratch_bytes = std::max(scratch_bytes, kernels::int8::implicit_conv_scratch(op.geometry));
     return op;
   }
   detail::op lower_step(const dense_step& st, std::size_t&) { return gemm_of(st.in, st.out, st.w); }
-  detail::op lower_step(const depthwise_step& st, std::size_t&) {
+  detail::op lower_step(const depthwise_step& st, std::size_t& scratch_bytes) {
     detail::depthwise_op op;
     op.w = kernels::int8::pack_depthwise3x3(st.w.weight, st.w.bias, g_.values[st.in].grid.zero_point);
     op.rq = st.w.requant;
     op.geometry = kernels::int8::make_depthwise_geometry(detail::image_shape(g_.values[st.in], 1), st.stride);
+    scratch_bytes = std::max(scratch_bytes, kernels::int8::depthwise_scratch(op.geometry));
     return op;
   }
   detail::op lower_step(const add_step& st, std::size_t&) {
@@ -204,27 +203,22 @@ class int8_model {
   void run_op(detail::gemm_op& op, const step&, const float*, std::size_t n) {
     const value_info &x = g_.values[op.in], &y = g_.values[op.out];
     const kernels::requant_channel_args rq = op.rq.args();
-    if (!op.im2col) {  // dense (M = images) or 1x1 stride-1 convolution (M = pixels)
+    if (!op.windows) {  // dense (M = images) or 1x1 convolution (M = pixels)
       const std::size_t rows = n * x.h * x.w;
       kernels::int8::gemm(rows, buffer(op.in), x.c, op.w, op.bias.data(), rq, buffer(op.out), y.c);
       return;
     }
     kernels::int8::im2col_geometry geo = op.geometry;
     geo.in.n = n;
-    const std::size_t depth = geo.cols();
-    const auto zero_point = static_cast<std::uint8_t>(x.grid.zero_point);
-    for (std::size_t row = 0; row < geo.rows(); row += detail::im2col_tile_rows) {
-      const std::size_t count = std::min(detail::im2col_tile_rows, geo.rows() - row);
-      kernels::int8::im2col_nhwc_rows(buffer(op.in), geo, zero_point, row, count, scratch(), depth);
-      kernels::int8::gemm(count, scratch(), depth, op.w, op.bias.data(), rq, buffer(op.out) + row * y.c, y.c);
-    }
+    kernels::int8::conv_nhwc(buffer(op.in), geo, static_cast<std::uint8_t>(x.grid.zero_point), op.w, op.bias.data(),
+                             rq, buffer(op.out), scratch());
   }
 
   void run_op(detail::depthwise_op& op, const step& s, const float*, std::size_t n) {
     const auto& st = std::get<depthwise_step>(s);
     kernels::int8::depthwise_geometry geo = op.geometry;
     geo.in.n = n;
-    kernels::int8::depthwise3x3(buffer(st.in), geo, op.w, op.rq.args(), buffer(st.out));
+    kernels::int8::depthwise3x3(buffer(st.in), geo, op.w, op.rq.args(), buffer(st.out), scratch());
   }
 
   void run_op(detail::add_op& op, const step& s, const float*, std::size_t n) {

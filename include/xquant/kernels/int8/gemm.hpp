@@ -123,21 +123,32 @@ inline void check_gemm_args(std::size_t m, const std::uint8_t* a, std::size_t ld
   check_output_params<std::uint8_t>(rq.zero_point, rq.qmin, rq.qmax);
 }
 
+namespace gemm_detail {
+
+/// The GEMM on path p with A's rows as `a` says (gemm/tile.hpp); p must be compiled in
+/// (otherwise the generic path runs). Shared by gemm and the implicit convolution.
+template <class Arch>
+void run_path(gemm_path p, std::size_t m, const a_rows& a, const packed_weights& w, const std::int32_t* bias,
+              const requant_channel_args& rq, std::uint8_t* c, std::size_t ldc) noexcept {
+#if XQUANT_INT8_AVX512_VNNI
+  if (p == gemm_path::avx512_vnni) return run<dpbusd_kernel<zmm_dpbusd>>(m, a, w, bias, rq, c, ldc);
+#endif
+#if XQUANT_INT8_AVX_VNNI
+  if (p == gemm_path::avx_vnni) return run<dpbusd_kernel<ymm_dpbusd>>(m, a, w, bias, rq, c, ldc);
+#endif
+  (void)p;
+  run<madd_kernel<Arch>>(m, a, w, bias, rq, c, ldc);
+}
+
+}  // namespace gemm_detail
+
 /// C = requantize(bias + A W^T) on path p (bias may be null: zeros). Trusted arguments
 /// (check_gemm_args); p must be compiled in (otherwise the generic path runs).
 template <class Arch = simd::default_arch>
 void gemm(gemm_path p, std::size_t m, const std::uint8_t* a, std::size_t lda, const packed_weights& w,
           const std::int32_t* bias, const requant_channel_args& rq, std::uint8_t* c, std::size_t ldc) noexcept {
   // Must equal reference::int8::gemm bit for bit.
-  using namespace gemm_detail;
-#if XQUANT_INT8_AVX512_VNNI
-  if (p == gemm_path::avx512_vnni) return run<dpbusd_kernel<zmm_dpbusd>>(m, a, lda, w, bias, rq, c, ldc);
-#endif
-#if XQUANT_INT8_AVX_VNNI
-  if (p == gemm_path::avx_vnni) return run<dpbusd_kernel<ymm_dpbusd>>(m, a, lda, w, bias, rq, c, ldc);
-#endif
-  (void)p;
-  run<madd_kernel<Arch>>(m, a, lda, w, bias, rq, c, ldc);
+  gemm_detail::run_path<Arch>(p, m, gemm_detail::a_rows::matrix(a, lda, w.k()), w, bias, rq, c, ldc);
 }
 
 /// C = requantize(bias + A W^T) on default_path<Arch>() (see the top of this file).

@@ -90,7 +90,8 @@ void compare_all_archs(const layer& l) {
   int8_test::for_each_runnable_arch([&](auto arch) {
     using Arch = decltype(arch);
     std::vector<std::uint8_t> got(want.size());
-    int8::depthwise3x3<Arch>(l.x.data(), l.g, packed, l.rq.args(), got.data());
+    std::vector<std::uint8_t> scratch(int8::depthwise_scratch(l.g));
+    int8::depthwise3x3<Arch>(l.x.data(), l.g, packed, l.rq.args(), got.data(), scratch.data());
     INFO("arch ", std::string(Arch::name()), ", in [", l.g.in.n, ", ", l.g.in.h, ", ", l.g.in.w, ", ", l.g.in.c,
          "], stride ", l.g.stride);
     CHECK_MESSAGE(want == got, int8_test::first_difference(want, got));
@@ -193,7 +194,7 @@ TEST_CASE("depthwise 3x3 int8: geometry and packing validation") {
   CHECK(p.weights[0] == 1);
   CHECK(p.weights[1] == -1);  // tap-major: [tap][channel]
   CHECK(p.weights[2 * 8 + 1] == -9);
-  CHECK(p.padding == std::vector<std::uint8_t>{7, 7});
+  CHECK(int{p.zero_point} == 7);
   const std::vector<float> scales = {0.5f, 0.25f};
   const requant_channel_params rq = make_requant_channel_params<std::uint8_t>(scales, 0);
   CHECK_NOTHROW(int8::check_depthwise(int8::make_depthwise_geometry({1, 3, 3, 2}, 1), p, rq));

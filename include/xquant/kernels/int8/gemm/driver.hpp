@@ -23,25 +23,27 @@
 XQUANT_SIMD_BEGIN
 namespace xquant::kernels::int8::gemm_detail {
 
-/// Runs Kernel::tile<rows, vectors> for run-time rows <= MR, vectors <= NV.
-template <class Kernel, std::size_t MR = Kernel::mr, std::size_t NV = Kernel::nv>
+/// Runs Kernel::tile<rows, vectors, Rows> for run-time rows <= MR, vectors <= NV.
+template <class Kernel, tile_rows Rows, std::size_t MR = Kernel::mr, std::size_t NV = Kernel::nv>
 void tile_of_size(std::size_t rows, std::size_t vectors, const tile_job& job,
                   const panel_epilogue<typename Kernel::requant_arch>& e) noexcept {
   if constexpr (MR > 1) {
-    if (rows < MR) return tile_of_size<Kernel, MR - 1, NV>(rows, vectors, job, e);
+    if (rows < MR) return tile_of_size<Kernel, Rows, MR - 1, NV>(rows, vectors, job, e);
   }
   if constexpr (NV > 1) {
-    if (vectors < NV) return tile_of_size<Kernel, MR, NV - 1>(rows, vectors, job, e);
+    if (vectors < NV) return tile_of_size<Kernel, Rows, MR, NV - 1>(rows, vectors, job, e);
   }
-  Kernel::template tile<MR, NV>(job, e);
+  Kernel::template tile<MR, NV, Rows>(job, e);
 }
 
-/// C = requantize(bias + A W^T) with Kernel (see reference::int8::gemm); trusted arguments.
+/// C = requantize(bias + A W^T) with Kernel (see reference::int8::gemm), A's rows as `a`
+/// says (a plain matrix or an implicit convolution's, tile.hpp); trusted arguments.
 template <class Kernel>
-void run(std::size_t m, const std::uint8_t* a, std::size_t lda, const packed_weights& w, const std::int32_t* bias,
+void run(std::size_t m, const a_rows& a, const packed_weights& w, const std::int32_t* bias,
          const requant_channel_args& rq, std::uint8_t* c, std::size_t ldc) noexcept {
   constexpr std::size_t vector_cols = Kernel::vector_cols, tile_cols = Kernel::nv * vector_cols;
   static_assert(vector_cols == panel_epilogue<typename Kernel::requant_arch>::width);
+  static_assert(Kernel::mr <= max_tile_rows);
   if (m == 0) return;
   panel_epilogue<typename Kernel::requant_arch> e;
   alignas(64) std::int32_t sums[Kernel::mr * tile_cols];
@@ -51,7 +53,10 @@ void run(std::size_t m, const std::uint8_t* a, std::size_t lda, const packed_wei
     e.prepare(bias, rq, col0, cols);
     for (std::size_t c0 = 0; c0 < cols; c0 += tile_cols) {
       tile_job job{};
-      job.lda = lda;
+      job.lda = a.lda;
+      job.segments = a.segments;
+      job.segment_len = a.segment_len;
+      job.segment_stride = a.segment_stride;
       job.k = w.k();
       job.w = w.panel(p) + c0 * k_group;
       job.w_stride = width * k_group;
@@ -61,12 +66,29 @@ void run(std::size_t m, const std::uint8_t* a, std::size_t lda, const packed_wei
       job.sums = sums;
       const std::size_t vectors = ceil_div(job.cols, vector_cols);  // <= nv; padding vectors skipped
       for (std::size_t r0 = 0; r0 < m; r0 += Kernel::mr) {
-        job.a = a + r0 * lda;
+        const std::size_t rows = std::min(Kernel::mr, m - r0);
         job.c = c + r0 * ldc + col0 + c0;
-        tile_of_size<Kernel>(std::min(Kernel::mr, m - r0), vectors, job, e);
+        if (a.out_w == 0) {
+          job.a = a.base + r0 * a.lda;
+          job.next = a.base + std::min(r0 + rows, m - 1) * a.lda;
+          tile_of_size<Kernel, tile_rows::matrix>(rows, vectors, job, e);
+        } else if (Kernel::strided_runs && r0 % a.out_w + rows <= a.out_w) {  // inside one output row
+          job.a = a.row(r0);
+          if constexpr (Kernel::strided_runs) tile_of_size<Kernel, tile_rows::strided_runs>(rows, vectors, job, e);
+        } else {
+          a.fill(r0, rows, job.row);
+          tile_of_size<Kernel, tile_rows::indirect>(rows, vectors, job, e);
+        }
       }
     }
   }
+}
+
+/// The same for a plain matrix A (row r at a + r * lda).
+template <class Kernel>
+void run(std::size_t m, const std::uint8_t* a, std::size_t lda, const packed_weights& w, const std::int32_t* bias,
+         const requant_channel_args& rq, std::uint8_t* c, std::size_t ldc) noexcept {
+  run<Kernel>(m, a_rows::matrix(a, lda, w.k()), w, bias, rq, c, ldc);
 }
 
 }  // namespace xquant::kernels::int8::gemm_detail

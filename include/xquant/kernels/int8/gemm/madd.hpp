@@ -81,6 +81,10 @@ struct madd_kernel {
   // 4 x 4 vectors with 32 registers (16 accumulators + 8 W halves + 2 A halves), 3 x 2 with 16.
   static constexpr bool many_registers = kernels::gemm_detail::vector_registers<Arch> >= 32;
   static constexpr std::size_t mr = many_registers ? 4 : 3;
+  // Convolution tiles always read through row pointers (tile_rows::indirect): with 3 or 4
+  // rows they fit in registers, and one loop fewer per tile shape and arch halves the
+  // instantiations this kernel adds to every build.
+  static constexpr bool strided_runs = false;
   static constexpr std::size_t nv = many_registers ? 4 : 2;
   static_assert(nv * vector_cols <= panel_cols);
 
@@ -103,31 +107,43 @@ struct madd_kernel {
     }
   }
 
-  /// C[0 .. MR)[0 .. NV * vector_cols) of the job (its first job.cols columns).
-  template <std::size_t MR, std::size_t NV>
+  /// C[0 .. MR)[0 .. NV * vector_cols) of the job (its first job.cols columns); A's rows
+  /// as in dpbusd_kernel::tile (vnni.hpp), a convolution's always indirect.
+  template <std::size_t MR, std::size_t NV, tile_rows Rows>
   static void tile(const tile_job& job, const panel_epilogue<Arch>& e) noexcept {
     // Must equal reference::int8::gemm bit for bit (sums modulo 2^32 in another order).
-    const std::size_t full = job.k / k_group, lda = job.lda;
-    std::uint32_t tail[MR];
-    gather_tail(job.a, lda, job.k, tail);
     I32 acc[MR][NV];
 #pragma GCC unroll 8
     for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 4
       for (std::size_t j = 0; j < NV; ++j) acc[i][j] = I32(0);
-    const std::uint8_t* a = job.a;
+    const std::size_t lda = job.lda, groups = job.segment_len / k_group;
     const std::int8_t* w = job.w;
-    next_tile_prefetcher prefetch_next(job.a, lda, MR);
-    for (std::size_t g = 0; g < full; ++g, a += k_group, w += job.w_stride) {
-      prefetch_next(g);
-      step(acc, w, [&](std::size_t i) { return group_bytes(a + i * lda); });
+    if constexpr (Rows == tile_rows::matrix) {
+      std::uint32_t tail[MR] = {};
+      if (job.k % k_group) gather_tail(job.a, lda, job.k, tail);
+      next_tile_prefetcher prefetch_next(job.next, lda, MR);
+      const std::uint8_t* a = job.a;
+      for (std::size_t g = 0; g < groups; ++g, a += k_group, w += job.w_stride) {
+        prefetch_next(g * k_group);
+        step(acc, w, [&](std::size_t i) { return group_bytes(a + i * lda); });
+      }
+      if (job.k % k_group) step(acc, w, [&](std::size_t i) { return tail[i]; });
+    } else {
+      static_assert(Rows == tile_rows::indirect);
+      const std::uint8_t* rows[MR];
+      for (std::size_t i = 0; i < MR; ++i) rows[i] = job.row[i];
+      for (std::size_t seg = 0; seg < job.segments; ++seg) {
+        std::size_t p = seg * job.segment_stride;  // byte offset of the group in every row
+        for (std::size_t g = 0; g < groups; ++g, p += k_group, w += job.w_stride)
+          step(acc, w, [&](std::size_t i) { return group_bytes(rows[i] + p); });
+      }
     }
-    if (job.k % k_group) step(acc, w, [&](std::size_t i) { return tail[i]; });
 #pragma GCC unroll 8
     for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 4
       for (std::size_t j = 0; j < NV; ++j) acc[i][j].store_aligned(job.sums + (i * NV + j) * vector_cols);
-    e.store_tile(job.sums, MR, NV, job);
+    e.template store_tile<MR, NV>(job.sums, job);
   }
 };
 

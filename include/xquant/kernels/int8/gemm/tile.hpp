@@ -25,11 +25,60 @@
 XQUANT_SIMD_BEGIN
 namespace xquant::kernels::int8::gemm_detail {
 
-/// One micro-kernel call: `rows` (a template argument of the kernel) rows of A from `a`,
-/// the tile's columns of one panel from `w`, the result at `c`.
+/// Where the rows of A are. A plain GEMM's row r is at base + r * lda, K contiguous bytes.
+/// An implicit convolution (kernels/int8/conv.hpp) reads its im2col matrix in place from a
+/// padded NHWC image instead of unfolding it: the row of output pixel (oh, ow), r = oh * OW
+/// + ow, is KH segments of KW * C contiguous bytes (one kernel row's taps are adjacent
+/// pixels), segment s at row(r) + s * segment_stride, row(r) = base + oh * row_stride + ow
+/// * lda. Segments hold whole k groups (KW * C % 4 == 0), so a group never straddles two.
+struct a_rows {
+  const std::uint8_t* base = nullptr;
+  std::size_t lda = 0;         ///< plain: row stride; convolution: bytes per output column step
+  std::size_t out_w = 0;       ///< convolution: output row length (0: a plain matrix)
+  std::size_t row_stride = 0;  ///< convolution: bytes per output row step
+  std::size_t segments = 1, segment_len = 0, segment_stride = 0;
+
+  static a_rows matrix(const std::uint8_t* a, std::size_t lda, std::size_t k) noexcept {
+    a_rows r;
+    r.base = a;
+    r.lda = lda;
+    r.segment_len = k;
+    return r;
+  }
+  const std::uint8_t* row(std::size_t r) const noexcept {
+    if (out_w == 0) return base + r * lda;
+    return base + r / out_w * row_stride + r % out_w * lda;
+  }
+  /// Rows r0 .. r0 + count - 1 into out (one division, then steps).
+  void fill(std::size_t r0, std::size_t count, const std::uint8_t** out) const noexcept {
+    std::size_t ow = r0 % out_w;
+    const std::uint8_t* row_start = base + r0 / out_w * row_stride;
+    for (std::size_t i = 0; i < count; ++i) {
+      out[i] = row_start + ow * lda;
+      if (++ow == out_w) ow = 0, row_start += row_stride;
+    }
+  }
+};
+
+/// The largest tile height of any micro-kernel (row pointers a tile_job carries).
+inline constexpr std::size_t max_tile_rows = 6;
+
+/// How a tile finds its rows of A (the micro-kernels have a loop for each).
+enum class tile_rows {
+  matrix,        ///< a plain matrix: row i at a + i * lda, K contiguous bytes
+  strided_runs,  ///< a convolution tile inside one output row: runs from a + i * lda
+  indirect       ///< a convolution tile across output rows: runs from row[i]
+};
+
+/// One micro-kernel call: `rows` (a template argument of the kernel) rows of A, the tile's
+/// columns of one panel from `w`, the result at `c`.
 struct tile_job {
-  const std::uint8_t* a;  ///< first row of the tile, row stride lda
-  std::size_t lda, k;
+  const std::uint8_t* a;  ///< matrix, strided_runs: the tile's first row; row i at a + i * lda
+  std::size_t lda;
+  const std::uint8_t* next;                           ///< matrix: the next tile's first row (prefetched)
+  const std::uint8_t* row[max_tile_rows];             ///< indirect: the tile's rows
+  std::size_t segments, segment_len, segment_stride;  ///< a convolution's runs of each row (a_rows)
+  std::size_t k;                                      ///< K = segments * segment_len
   const std::int8_t* w;  ///< group 0 of the tile's first column in the packed panel
   std::size_t w_stride;  ///< bytes from one k group to the next (4 * panel width)
   std::uint8_t* c;       ///< C[row 0][first column], row stride ldc
@@ -69,35 +118,35 @@ struct panel_epilogue {
     qmax = rq.qmax;
   }
 
-  /// Requantizes and stores a tile: acc holds rows x vectors batches (row major, aligned),
-  /// the sums of the tile's columns (job.cols of them valid) before the bias. The kernels
-  /// hand their accumulators over through job.sums (in the caller's frame, not the
-  /// kernel's: GCC 12 treats a local array that the accumulators are finally stored to as
-  /// their home and stores to it inside the k loop) rather than calling store per batch (an
-  /// out-of-line call with accumulators live spills them across the k loop, and inlining
-  /// the epilogue into every tile shape bloats code).
-  void store_tile(const std::int32_t* acc, std::size_t rows, std::size_t vectors,
-                  const tile_job& job) const noexcept {
-    for (std::size_t j = 0; j < vectors && j * width < job.cols; ++j) {
-      for (std::size_t i = 0; i < rows; ++i) {
-        store(i32::load_aligned(acc + (i * vectors + j) * width), job.v0 + j, job.c + i * job.ldc + j * width,
-              job.cols - j * width);
+  /// Requantizes and stores a tile: acc holds MR x NV batches (row major, aligned), the
+  /// sums of the tile's columns (job.cols of them valid) before the bias. The kernels hand
+  /// their accumulators over through job.sums (in the caller's frame, not the kernel's:
+  /// GCC 12 treats a local array that the accumulators are finally stored to as their home
+  /// and stores to it inside the k loop) rather than calling store per batch (an
+  /// out-of-line call with accumulators live spills them across the k loop). A template on
+  /// the tile's shape: the run-time-shaped version got inlined into some tiles and made
+  /// GCC spill their accumulators (measured: N = 64, K = 144 at 40 % of the speed). Vector
+  /// by vector, its constants are copied to locals once for all rows: the uint8 stores may
+  /// alias anything, so constants read through `this` would be reloaded after each store.
+  template <std::size_t MR, std::size_t NV>
+  [[gnu::noinline]] void store_tile(const std::int32_t* acc, const tile_job& job) const noexcept {
+    const int lo = qmin, hi = qmax;
+    const std::size_t ldc = job.ldc;
+    for (std::size_t j = 0; j < NV && j * width < job.cols; ++j) {
+      const std::size_t valid = job.cols - j * width, v = job.v0 + j;
+      const auto k = lanes[v];
+      const i32 b = i32::load_aligned(bias + v * width);
+      std::uint8_t* out = job.c + j * width;
+      for (std::size_t i = 0; i < MR; ++i) {
+        const i32 q = kernels::detail::fixed_batch<true>(i32::load_aligned(acc + (i * NV + j) * width) + b, k);
+        if (valid >= width) {
+          simd::store_clamped<std::uint8_t, RA>(out + i * ldc, q, lo, hi);
+        } else {
+          std::uint8_t tmp[panel_cols];  // (not [width]: GCC 12 -Warray-bounds misses valid < width)
+          simd::store_clamped<std::uint8_t, RA>(tmp, q, lo, hi);
+          std::memcpy(out + i * ldc, tmp, valid);
+        }
       }
-    }
-  }
-
-  /// Requantizes the accumulators of panel vector v (bias not yet added) and stores the
-  /// first min(valid, width) bytes at out. Equals reference::requantize_fixed per lane:
-  /// fixed_batch<true> clamps |acc| to 2^(s-1), which is exact for every shift (see
-  /// kernels/requantize.hpp; for s >= 32 the limit is 2^31 and the clamp does nothing).
-  void store(i32 acc, std::size_t v, std::uint8_t* out, std::size_t valid) const noexcept {
-    const i32 q = kernels::detail::fixed_batch<true>(acc + i32::load_aligned(bias + v * width), lanes[v]);
-    if (valid >= width) {
-      simd::store_clamped<std::uint8_t, RA>(out, q, qmin, qmax);
-    } else {
-      std::uint8_t tmp[panel_cols];  // (not [width]: GCC 12 -Warray-bounds misses valid < width)
-      simd::store_clamped<std::uint8_t, RA>(tmp, q, qmin, qmax);
-      std::memcpy(out, tmp, valid);
     }
   }
 };
@@ -121,8 +170,9 @@ void gather_tail(const std::uint8_t* a, std::size_t lda, std::size_t k, std::uin
   }
 }
 
+
 /// Prefetches the A rows of the next row tile while a tile runs its k loop: the call for
-/// group g requests the line of row (call count mod rows) at byte 4 g. Called every KS
+/// byte offset p requests the line of row (call count mod rows) at byte p. Called every KS
 /// groups, each row's requests advance 4 KS rows < 64 bytes a time, so every line of the
 /// next tile's rows is requested during this tile's loop, ~1000 cycles before it is read.
 /// The hardware prefetcher alone left the im2col GEMM (M = 3136, K = 576: A is 1.8 MB,
@@ -130,10 +180,10 @@ void gather_tail(const std::uint8_t* a, std::size_t lda, std::size_t k, std::uin
 /// (Addresses past the end of A are only prefetched, never read: uintptr_t arithmetic.)
 class next_tile_prefetcher {
  public:
-  next_tile_prefetcher(const std::uint8_t* tile_a, std::size_t lda, std::size_t rows) noexcept
-      : next_(reinterpret_cast<std::uintptr_t>(tile_a) + rows * lda), lda_(lda), rows_(rows) {}
-  void operator()(std::size_t g) noexcept {
-    kernels::gemm_detail::prefetch(reinterpret_cast<const void*>(next_ + row_ * lda_ + g * k_group));
+  next_tile_prefetcher(const std::uint8_t* next_tile, std::size_t lda, std::size_t rows) noexcept
+      : next_(reinterpret_cast<std::uintptr_t>(next_tile)), lda_(lda), rows_(rows) {}
+  void operator()(std::size_t p) noexcept {
+    kernels::gemm_detail::prefetch(reinterpret_cast<const void*>(next_ + row_ * lda_ + p));
     row_ = row_ + 1 == rows_ ? 0 : row_ + 1;
   }
 

@@ -101,6 +101,7 @@ struct dpbusd_kernel {
   using requant_arch = typename R::requant_arch;
   static constexpr std::size_t vector_cols = sizeof(reg) / 4;
   static constexpr std::size_t mr = R::mr, nv = R::nv;
+  static constexpr bool strided_runs = true;  // convolution tiles inside one output row (tile()'s comment)
   static constexpr std::size_t chains = 12;  // independent vpdpbusd chains wanted
   // Bytes of W prefetched ahead by the 1- and 2-row tiles (8 groups of a 64-column panel).
   // Those tiles (M = 1 dense layers) are bound by the L2 -> L1 stream of W; the hardware
@@ -127,15 +128,18 @@ struct dpbusd_kernel {
     }
   }
 
-  /// C[0 .. MR)[0 .. NV * vector_cols) of the job (its first job.cols columns).
-  template <std::size_t MR, std::size_t NV>
+  /// C[0 .. MR)[0 .. NV * vector_cols) of the job (its first job.cols columns), A's rows as
+  /// Rows says (tile.hpp): a plain matrix (one run of K per row, at job.a + i * lda; the
+  /// next tile's rows are prefetched), a convolution tile inside one output row (runs from
+  /// job.a + i * lda) or across two (runs from job.row[i]). Separate loops: the strided ones
+  /// keep all rows in one pointer, and the registers 6 row pointers take make GCC spill
+  /// (measured: a loop general enough for all three slowed plain GEMMs with small K 15-70 %).
+  template <std::size_t MR, std::size_t NV, tile_rows Rows>
   static void tile(const tile_job& job, const panel_epilogue<requant_arch>& e) noexcept {
     // Must equal reference::int8::gemm bit for bit (sums modulo 2^32 in another order).
     constexpr std::size_t KS = std::clamp<std::size_t>(
         std::min((chains + MR * NV - 1) / (MR * NV), R::max_accumulators / (MR * NV)), 1, 4);
-    const std::size_t full = job.k / k_group, lda = job.lda, w_stride = job.w_stride;
-    std::uint32_t tail[MR];
-    gather_tail(job.a, lda, job.k, tail);
+    const std::size_t w_stride = job.w_stride, lda = job.lda;
     reg acc[KS][MR][NV];
 #pragma GCC unroll 4
     for (std::size_t s = 0; s < KS; ++s)
@@ -143,22 +147,48 @@ struct dpbusd_kernel {
       for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 4
         for (std::size_t j = 0; j < NV; ++j) acc[s][i][j] = R::zero();
-    const std::uint8_t* a = job.a;
     const std::int8_t* w = job.w;
-    std::size_t g = 0;
-    next_tile_prefetcher prefetch_next(job.a, lda, MR);
-    static_assert(k_group * KS * MR <= 64, "the prefetcher must touch every line");
-    for (; g + KS <= full; g += KS, a += KS * k_group, w += KS * w_stride) {
-      prefetch_next(g);
+    // acc += groups [0, groups) of the run at a + i * lda of every row i.
+    const auto strided_run = [&](const std::uint8_t* a, std::size_t groups, auto prefetch) {
+      std::size_t g = 0;
+      for (; g + KS <= groups; g += KS, a += KS * k_group, w += KS * w_stride) {
+        prefetch(g);
 #pragma GCC unroll 4
-      for (std::size_t s = 0; s < KS; ++s)
-        step(acc[s], w + s * w_stride, [&](std::size_t i) { return group_bytes(a + s * k_group + i * lda); });
+        for (std::size_t s = 0; s < KS; ++s)
+          step(acc[s], w + s * w_stride, [&](std::size_t i) { return group_bytes(a + s * k_group + i * lda); });
+      }
+      if constexpr (KS > 1) {
+        for (; g < groups; ++g, a += k_group, w += w_stride)
+          step(acc[0], w, [&](std::size_t i) { return group_bytes(a + i * lda); });
+      }
+    };
+    const std::size_t groups = job.segment_len / k_group;  // whole groups per run
+    if constexpr (Rows == tile_rows::matrix) {
+      std::uint32_t tail[MR] = {};  // K % 4 last bytes (a convolution's runs hold whole groups)
+      if (job.k % k_group) gather_tail(job.a, lda, job.k, tail);
+      next_tile_prefetcher prefetch_next(job.next, lda, MR);
+      static_assert(k_group * KS * MR <= 64, "the prefetcher must touch every line");
+      strided_run(job.a, groups, [&](std::size_t g) { prefetch_next(g * k_group); });
+      if (job.k % k_group) step(acc[0], w, [&](std::size_t i) { return tail[i]; });
+    } else if constexpr (Rows == tile_rows::strided_runs) {
+      for (std::size_t seg = 0; seg < job.segments; ++seg)
+        strided_run(job.a + seg * job.segment_stride, groups, [](std::size_t) {});
+    } else {
+      const std::uint8_t* rows[MR];
+      for (std::size_t i = 0; i < MR; ++i) rows[i] = job.row[i];
+      for (std::size_t seg = 0; seg < job.segments; ++seg) {
+        std::size_t p = seg * job.segment_stride, g = 0;  // p: byte offset of group g in every row
+        for (; g + KS <= groups; g += KS, p += KS * k_group, w += KS * w_stride) {
+#pragma GCC unroll 4
+          for (std::size_t s = 0; s < KS; ++s)
+            step(acc[s], w + s * w_stride, [&](std::size_t i) { return group_bytes(rows[i] + p + s * k_group); });
+        }
+        if constexpr (KS > 1) {
+          for (; g < groups; ++g, p += k_group, w += w_stride)
+            step(acc[0], w, [&](std::size_t i) { return group_bytes(rows[i] + p); });
+        }
+      }
     }
-    if constexpr (KS > 1) {
-      for (; g < full; ++g, a += k_group, w += w_stride)
-        step(acc[0], w, [&](std::size_t i) { return group_bytes(a + i * lda); });
-    }
-    if (job.k % k_group) step(acc[0], w, [&](std::size_t i) { return tail[i]; });
 #pragma GCC unroll 8
     for (std::size_t i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
@@ -169,7 +199,7 @@ struct dpbusd_kernel {
         R::store(job.sums + (i * NV + j) * vector_cols, sum);
       }
     }
-    e.store_tile(job.sums, MR, NV, job);
+    e.template store_tile<MR, NV>(job.sums, job);
   }
 };
 

@@ -1,6 +1,7 @@
 #pragma once
-// im2col for uint8 NHWC activations, the specification (kernels/int8/im2col.hpp is the fast
-// version and must equal it byte for byte).
+// im2col for uint8 NHWC activations, the specification of the convolutions' GEMM operand
+// (reference/int8/conv.hpp; kernels/int8/conv.hpp reads the same matrix in place instead of
+// building it).
 //
 // A KH x KW convolution with strides (SH, SW) and padding (PH, PW) on each side reads, for
 // output pixel (n, oh, ow) and tap (kh, kw), input pixel (n, oh * SH + kh - PH,
