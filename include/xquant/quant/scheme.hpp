@@ -29,7 +29,7 @@ concept policy_tag = requires { typename T::kind; } &&
     (std::same_as<typename T::kind, range_tag> || std::same_as<typename T::kind, mapping_tag> ||
      std::same_as<typename T::kind, granularity_tag> ||
      std::same_as<typename T::kind, rounding_tag> || std::same_as<typename T::kind, scale_tag> ||
-     std::same_as<typename T::kind, estimator_tag>);
+     std::same_as<typename T::kind, estimator_tag> || std::same_as<typename T::kind, clipping_tag>);
 
 template <class T>
 constexpr bool is_policy_tag() {
@@ -82,7 +82,7 @@ struct scheme : scheme_marker {
                 "xquant: scheme<...> accepts only policy tags: a range (signed_bits<B>, "
                 "unsigned_bits<B>, narrow_bits<B>, int_range<Lo, Hi>), symmetric/asymmetric, "
                 "per_tensor/per_axis<A>, round_half_even/round_half_away, "
-                "float_scale/power_of_two_scale, ste/clipped_ste/lsq");
+                "float_scale/power_of_two_scale, ste/clipped_ste/lsq, no_clipping/mse_clipping");
   static_assert(detail::count_kind<range_tag, Tags...> == 1,
                 "xquant: a scheme needs exactly one integer range, e.g. signed_bits<8>, "
                 "unsigned_bits<8> or narrow_bits<8>");
@@ -96,6 +96,8 @@ struct scheme : scheme_marker {
                 "xquant: give at most one scale kind: float_scale or power_of_two_scale");
   static_assert(detail::count_kind<estimator_tag, Tags...> <= 1,
                 "xquant: give at most one gradient estimator: ste, clipped_ste or lsq");
+  static_assert(detail::count_kind<clipping_tag, Tags...> <= 1,
+                "xquant: give at most one clipping rule: no_clipping or mse_clipping");
 
   using range = detail::pick_t<range_tag, detail::missing_range, Tags...>;
   using mapping = detail::pick_t<mapping_tag, asymmetric, Tags...>;
@@ -103,6 +105,7 @@ struct scheme : scheme_marker {
   using rounding = detail::pick_t<rounding_tag, round_half_even, Tags...>;
   using scale_kind = detail::pick_t<scale_tag, float_scale, Tags...>;
   using estimator = detail::pick_t<estimator_tag, clipped_ste, Tags...>;
+  using clipping = detail::pick_t<clipping_tag, no_clipping, Tags...>;
 
   static constexpr int qmin = range::lo;
   static constexpr int qmax = range::hi;
@@ -111,6 +114,7 @@ struct scheme : scheme_marker {
   static constexpr bool is_per_axis = granularity::axis >= 0;
   static constexpr int axis = granularity::axis;
   static constexpr bool power_of_two = std::is_same_v<scale_kind, power_of_two_scale>;
+  static constexpr bool mse_clipped = std::is_same_v<clipping, mse_clipping>;
 
   static_assert(!is_symmetric || range::is_signed,
                 "xquant: symmetric mapping fixes the zero point at 0, which an unsigned range "
@@ -119,6 +123,9 @@ struct scheme : scheme_marker {
   static_assert(!(power_of_two && std::is_same_v<estimator, lsq>),
                 "xquant: lsq learns a continuous step size and cannot keep it a power of two; "
                 "use float_scale with lsq, or ste/clipped_ste with power_of_two_scale");
+  static_assert(!(mse_clipped && std::is_same_v<estimator, lsq>),
+                "xquant: lsq learns its range (the step size), so mse_clipping would have nothing "
+                "to choose; use lsq with no_clipping, or mse_clipping with ste/clipped_ste");
 
   /// Integer type of one unpacked value.
   using value_type = detail::storage_for<range>;
@@ -145,9 +152,18 @@ struct bundle {
 
 /// The W/A bundles of the reference recipe: weights int symmetric per output channel
 /// with the narrow range, activations asymmetric per tensor.
+namespace detail {
+/// The clipping rule of wa_bundle's schemes: min/max at 5 bits and more; at 4 bits and
+/// fewer (16 levels or less) the MSE-optimal range, unless the range is learned (lsq).
+template <int Bits, class Estimator>
+using wa_clipping = std::conditional_t<(Bits <= 4 && !std::is_same_v<Estimator, lsq>), mse_clipping, no_clipping>;
+}  // namespace detail
+
 template <int WeightBits, int ActivationBits, class Estimator = clipped_ste>
-using wa_bundle = bundle<scheme<narrow_bits<WeightBits>, symmetric, per_axis<0>, Estimator>,
-                         scheme<unsigned_bits<ActivationBits>, asymmetric, per_tensor, Estimator>>;
+using wa_bundle =
+    bundle<scheme<narrow_bits<WeightBits>, symmetric, per_axis<0>, Estimator, detail::wa_clipping<WeightBits, Estimator>>,
+           scheme<unsigned_bits<ActivationBits>, asymmetric, per_tensor, Estimator,
+                  detail::wa_clipping<ActivationBits, Estimator>>>;
 
 using w8a8 = wa_bundle<8, 8>;
 using w4a8 = wa_bundle<4, 8>;

@@ -12,6 +12,11 @@
 //                ste          identity (Bengio et al. 2013)
 //                clipped_ste  identity inside the range, 0 outside (default; PyTorch)
 //                lsq          learned step size (Esser et al. 2019)
+//   clipping     how a quantizer's range follows the data it observes:
+//                no_clipping   the observed min/max (default; PyTorch's observers)
+//                mse_clipping  the range that minimizes the quantization MSE of the
+//                              observed data (Banner et al. 2019): it clips outliers to
+//                              give the bulk a finer step, which pays below 8 bits
 
 namespace xquant {
 
@@ -20,6 +25,7 @@ struct granularity_tag {};
 struct rounding_tag {};
 struct scale_tag {};
 struct estimator_tag {};
+struct clipping_tag {};
 
 struct symmetric {
   using kind = mapping_tag;
@@ -64,6 +70,13 @@ struct clipped_ste {
 };
 struct lsq {
   using kind = estimator_tag;
+};
+
+struct no_clipping {
+  using kind = clipping_tag;
+};
+struct mse_clipping {
+  using kind = clipping_tag;
 };
 
 }  // namespace xquant

@@ -6,6 +6,7 @@
 
 #include "calib_test_util.hpp"
 #include "xquant/calib/moving_average_observer.hpp"
+#include "xquant/calib/mse_observer.hpp"
 
 using namespace xquant;
 using namespace calib_test;
@@ -115,4 +116,38 @@ TEST_CASE("moving_average_minmax_observer: bad input") {
   CHECK_THROWS_AS(obs.observe(make_array({1, 2, 3}, {3, 1})), shape_error);
   CHECK_THROWS_AS(obs.observe(array<float>(0.5f)), shape_error);  // rank 0 has no axis 0
   CHECK(obs.ranges() == before);
+}
+
+using act_u4_mse = scheme<unsigned_bits<4>, asymmetric, mse_clipping>;
+static_assert(observer<moving_average_mse_observer<act_u4_mse>>);
+static_assert(std::is_same_v<default_activation_observer<act_u4_mse>, moving_average_mse_observer<act_u4_mse>>);
+static_assert(std::is_same_v<default_activation_observer<act_u8>, moving_average_minmax_observer<act_u8>>);
+
+TEST_CASE("moving_average_mse_observer: averages each batch's MSE-optimal range") {
+  const float c = 0.25f;
+  moving_average_mse_observer<act_u4_mse> obs(c);
+  const auto batch_range = [](const std::vector<float>& b) {
+    mse_observer<act_u4_mse> o(detail::batch_mse::bins);
+    o.observe(make_array(b));
+    return o.ranges()[0];
+  };
+  // ReLU outputs with a long tail: the first batch sets a clipped range.
+  const std::vector<float> first = relu(gaussian(4000, 0, 1, 5));
+  obs.observe(make_array(first));
+  const value_range r0 = batch_range(first);
+  CHECK(obs.ranges()[0] == r0);
+  CHECK(r0.min == 0.0f);
+  CHECK(r0.max < *std::max_element(first.begin(), first.end()));
+  const std::vector<float> second = relu(gaussian(4000, 0, 2, 6));
+  obs.observe(make_array(second));
+  const value_range r1 = batch_range(second);
+  CHECK(obs.ranges()[0].max == r0.max + c * (r1.max - r0.max));
+  obs.freeze();
+  obs.observe(make_array({100.0f}));
+  CHECK(obs.ranges()[0].max == r0.max + c * (r1.max - r0.max));
+  CHECK(contains(message_of<numeric_error>([&] {
+                   obs.unfreeze();
+                   obs.observe(make_array({1.0f, std::numeric_limits<float>::infinity()}));
+                 }),
+                 "moving_average_observer"));
 }

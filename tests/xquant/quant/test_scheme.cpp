@@ -54,4 +54,20 @@ TEST_CASE("the reference bundles") {
   CHECK(w4a4::weight::qmax == 7);
   CHECK(w4a4::activation::qmax == 15);
   CHECK(w8a16::activation::qmax == 32767);
+  // Clipping: min/max at 8 bits, MSE-optimal ranges at 4 bits unless the range is learned.
+  CHECK(!w8a8::weight::mse_clipped);
+  CHECK(!w8a8::activation::mse_clipped);
+  CHECK(w4a8::weight::mse_clipped);
+  CHECK(!w4a8::activation::mse_clipped);
+  CHECK(w4a4::weight::mse_clipped);
+  CHECK(w4a4::activation::mse_clipped);
+  CHECK(!wa_bundle<4, 4, lsq>::weight::mse_clipped);
+  CHECK(!wa_bundle<4, 4, lsq>::activation::mse_clipped);
+}
+
+TEST_CASE("clipping tags") {
+  CHECK(!scheme<signed_bits<8>>::mse_clipped);
+  CHECK(std::is_same_v<scheme<signed_bits<8>>::clipping, no_clipping>);
+  CHECK(scheme<mse_clipping, unsigned_bits<4>>::mse_clipped);
+  CHECK(scheme<unsigned_bits<4>, mse_clipping, ste>::mse_clipped);
 }

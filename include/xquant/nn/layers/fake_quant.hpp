@@ -39,6 +39,7 @@
 #include <utility>
 #include <vector>
 
+#include "xquant/calib/exact_mse_range.hpp"
 #include "xquant/calib/minmax_observer.hpp"
 #include "xquant/calib/moving_average_observer.hpp"
 #include "xquant/calib/observer_base.hpp"
@@ -160,7 +161,7 @@ class fake_quant_base : public module {
 /// 0. freeze() also freezes an observer that has freeze() itself. The observer's running
 /// statistics are not checkpointed, only the parameters: a resumed run that is not frozen
 /// restarts the observer's statistics from its next batch.
-template <quant_scheme Scheme, xquant::observer Observer = moving_average_minmax_observer<Scheme>>
+template <quant_scheme Scheme, xquant::observer Observer = default_activation_observer<Scheme>>
 class fake_quant : public fake_quant_base<Scheme> {
   static_assert(std::is_same_v<typename Observer::scheme_type, Scheme>,
                 "xquant: the observer of fake_quant<Scheme> must observe for the same Scheme");
@@ -211,7 +212,8 @@ class fake_quant : public fake_quant_base<Scheme> {
 
 /// Weight fake quantization whose parameters follow the weights: at every forward (in
 /// training and in eval) the per-channel min/max of the current values gives the
-/// parameters (minmax_observer's choose_params), which are stored in the buffers and
+/// parameters (minmax_observer's choose_params; for mse_clipping schemes the MSE-optimal
+/// range of the current values, exact_mse_ranges), which are stored in the buffers and
 /// used at once. Nothing to freeze: "weight ranges keep following the weights".
 template <quant_scheme Scheme>
 class weight_fake_quant : public fake_quant_base<Scheme> {
@@ -229,9 +231,13 @@ class weight_fake_quant : public fake_quant_base<Scheme> {
 
   /// The parameters weight_fake_quant uses for weights `w` (also for conversion).
   static quant_params params_for(const array<float>& w) {
-    minmax_observer<Scheme> observer;
-    observer.observe(w);
-    return observer.params();
+    if constexpr (Scheme::mse_clipped) {
+      return choose_params<Scheme>(std::span<const value_range>(exact_mse_ranges<Scheme>(w)));
+    } else {
+      minmax_observer<Scheme> observer;
+      observer.observe(w);
+      return observer.params();
+    }
   }
   /// What every layer weight quantizer answers (see lsq_weight_fake_quant): params_for(w).
   quant_params params_for_weight(const array<float>& w) const { return params_for(w); }

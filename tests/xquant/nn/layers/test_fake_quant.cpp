@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../nn_test_util.hpp"
+#include "xquant/calib/exact_mse_range.hpp"
 #include "xquant/calib/minmax_observer.hpp"
 #include "xquant/calib/moving_average_observer.hpp"
 #include "xquant/io/checkpoint.hpp"
@@ -230,6 +231,37 @@ TEST_CASE("weight_fake_quant: parameters follow the current weights, in training
   wq.disable();
   CHECK(wq(w).node_ptr() == w.node_ptr());
   CHECK_THROWS_AS(wq(variable(array<float>(shape_t{5, 3}, 0.1f))), shape_error);  // 5 output channels, not 4
+}
+
+TEST_CASE("mse_clipping: weights take the MSE-optimal ranges, activations the MSE observer") {
+  using w4_mse = scheme<narrow_bits<4>, symmetric, per_axis<0>, mse_clipping>;
+  using a4_mse = scheme<unsigned_bits<4>, asymmetric, mse_clipping>;
+  std::mt19937 rng(9);
+  // Gaussian weights with an outlier in channel 1: clipping it pays at 4 bits.
+  array<float> values(shape_t{2, 512});
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& v : values) v = normal(rng);
+  values(1, 3) = 5.0f;
+  variable w(values, true);
+  nn::weight_fake_quant<w4_mse> wq(2);
+  const variable y = wq(w);
+  const quant_params p = choose_params<w4_mse>(std::span<const value_range>(exact_mse_ranges<w4_mse>(values)));
+  CHECK(wq.params() == p);
+  CHECK(nn::weight_fake_quant<w4_mse>::params_for(values) == p);
+  CHECK(bit_identical(y.value(), fake_quantize<w4_mse>(values, p)));
+  CHECK(p.scale[1] < 5.0f / 7.0f * 0.8f);  // the outlier is clipped
+  // The clipped outlier gets no gradient (clipped STE), the rest does.
+  autograd::backward(autograd::sum(y));
+  CHECK(w.grad()(1, 3) == 0.0f);
+  CHECK(w.grad()(0, 0) == 1.0f);
+
+  nn::fake_quant<a4_mse> aq;
+  static_assert(std::is_same_v<nn::fake_quant<a4_mse>::observer_type, moving_average_mse_observer<a4_mse>>);
+  const array<float> x = batch(rng, 0.0, 1.0);
+  (void)aq(variable(x));
+  moving_average_mse_observer<a4_mse> reference;
+  reference.observe(x);
+  CHECK(aq.params() == reference.params());
 }
 
 // ---------------------------------------------------------------------------------------
