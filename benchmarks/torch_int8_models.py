@@ -37,8 +37,8 @@ class QuantizableInvertedResidual(torch_models.InvertedResidual):
         y = self.body(x)
         return self.add.add(x, y) if self.residual else y
 
-    def fuse(self):
-        fuse_conv_bn_runs(self.body)
+    def fuse(self, qat=False):
+        fuse_conv_bn_runs(self.body, qat)
 
 
 class QuantizableBasicBlock(torch_models.BasicBlock):
@@ -49,15 +49,17 @@ class QuantizableBasicBlock(torch_models.BasicBlock):
     def forward(self, x):
         return self.add.add_relu(self.body(x), self.shortcut(x))
 
-    def fuse(self):
-        fuse_conv_bn_runs(self.body)
+    def fuse(self, qat=False):
+        fuse_conv_bn_runs(self.body, qat)
         if isinstance(self.shortcut, nn.Sequential):
-            fuse_conv_bn_runs(self.shortcut)
+            fuse_conv_bn_runs(self.shortcut, qat)
 
 
-def fuse_conv_bn_runs(seq):
+def fuse_conv_bn_runs(seq, qat=False):
     """Fuses, in place, every Conv2d-BatchNorm2d[-ReLU] and Linear-ReLU run of a Sequential
-    (ReLU6 is left alone: 1.13 cannot fuse it) and lets nested blocks fuse themselves."""
+    (ReLU6 is left alone: 1.13 cannot fuse it) and lets nested blocks fuse themselves.
+    qat=True keeps BatchNorm as a module of the fused layer (fuse_modules_qat: ConvBnReLU2d
+    for prepare_qat) instead of folding it into the weights."""
     names = [name for name, _ in seq.named_children()]
     mods = list(seq.children())
     groups, i = [], 0
@@ -74,10 +76,10 @@ def fuse_conv_bn_runs(seq):
             i += 2
             continue
         if hasattr(m, "fuse"):
-            m.fuse()
+            m.fuse(qat)
         i += 1
     if groups:
-        tq.fuse_modules(seq, groups, inplace=True)
+        (tq.fuse_modules_qat if qat else tq.fuse_modules)(seq, groups, inplace=True)
 
 
 def cnn():
@@ -135,16 +137,17 @@ def float_model(name, seed=0):
     return model.eval()
 
 
-def int8_model(float_net, engine, calibration):
+def int8_model(float_net, engine, calibration, qconfig=None):
     """Eager-mode post-training quantization of `float_net` (left unchanged) for the quantized
     engine `engine` ('onednn', 'qnnpack'): fuse, QuantStub/DeQuantStub, prepare, one
     calibration forward on `calibration`, convert. Weights are prepacked for the engine
-    selected at convert time, so the engine stays selected for running the result."""
+    selected at convert time, so the engine stays selected for running the result.
+    qconfig: min_max_qconfig() (per-channel weights) unless given."""
     torch.backends.quantized.engine = engine
     net = copy.deepcopy(float_net).eval()
     fuse_conv_bn_runs(net)
     model = nn.Sequential(tq.QuantStub(), net, tq.DeQuantStub()).eval()
-    model.qconfig = min_max_qconfig()
+    model.qconfig = qconfig or min_max_qconfig()
     tq.prepare(model, inplace=True)
     with torch.no_grad():
         model(calibration)

@@ -36,9 +36,7 @@ import os
 import struct
 import sys
 import time
-import types
 import zlib
-from unittest import mock
 
 import torch
 from torch import nn
@@ -122,7 +120,7 @@ def xquant_names(seq, torch_prefix="", xquant_prefix="", layer_names=None):
     """{PyTorch state_dict name: xquant checkpoint name} for a twin model (a Sequential)."""
     out = {}
     for k, group in enumerate(layer_groups(seq)):
-        (name, first), tp = group[0], torch_prefix + group[0][0]
+        first, tp = group[0][1], torch_prefix + group[0][0]
         xp = xquant_prefix + (layer_names[k] if layer_names else str(k))
         if len(group) > 1 and isinstance(first, nn.Conv2d):
             out.update(own_tensor_names(first, tp, xp + ".conv"))
@@ -217,17 +215,14 @@ def ptq(float_net, engine, weight_observer, calibration):
     """torch_int8_models.int8_model (fuse, stubs, min/max calibration, convert) with
     `weight_observer` in place of its per-channel one."""
     qconfig = torch_int8_models.min_max_qconfig()._replace(weight=weight_observer)
-    with mock.patch.object(torch_int8_models, "min_max_qconfig", lambda: qconfig):
-        return torch_int8_models.int8_model(float_net, engine, calibration)
+    return torch_int8_models.int8_model(float_net, engine, calibration, qconfig)
 
 
 def qat_model(float_net, engine):
-    """The QAT model: conv+BN(+ReLU) fused for training (torch_int8_models.fuse_conv_bn_runs,
-    made to call fuse_modules_qat), stubs, the engine's default QAT qconfig, prepare_qat."""
+    """The QAT model: conv+BN(+ReLU) fused for training (torch_int8_models.fuse_conv_bn_runs
+    with qat=True), stubs, the engine's default QAT qconfig, prepare_qat."""
     net = copy.deepcopy(float_net).train()
-    qat_tq = types.SimpleNamespace(**{**vars(tq), "fuse_modules": tq.fuse_modules_qat})
-    with mock.patch.object(torch_int8_models, "tq", qat_tq):
-        torch_int8_models.fuse_conv_bn_runs(net)
+    torch_int8_models.fuse_conv_bn_runs(net, qat=True)
     model = nn.Sequential(tq.QuantStub(), net, tq.DeQuantStub()).train()
     model.qconfig = tq.get_default_qat_qconfig(engine)
     return tq.prepare_qat(model)
