@@ -37,6 +37,7 @@ for model in cnn resnet mobilenet; do
   run_qat "$model" w4a4 clipped_ste 1
   "$bin/convert" --model "$model" --bundle w8a8 --from "out/${model}_w8a8_clipped_ste.xqckpt" > "out/$model.int8.log"
 done
+"$bin/convert" --model resnet --bundle w4a4 --from out/resnet_w4a4_clipped_ste.xqckpt > out/resnet.int8_w4a4.log
 for estimator in ste lsq; do run_qat cnn w4a4 "$estimator"; done
 
 echo "Test accuracy on the 10,000 Fashion-MNIST test images (recipe of shared/reference-models.md):"
@@ -56,3 +57,5 @@ echo "cnn W4A4 QAT by gradient estimator:"
 echo "| STE | clipped STE | LSQ |"
 echo "|---|---|---|"
 echo "| $(qat_acc cnn w4a4 ste) % | $(qat_acc cnn w4a4 clipped_ste) % | $(qat_acc cnn w4a4 lsq) % |"
+echo
+echo "resnet W4A4 QAT converted to int8: $(int8_of out/resnet.int8_w4a4.log) %, same class $(same_of out/resnet.int8_w4a4.log) %"
