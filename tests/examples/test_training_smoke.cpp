@@ -17,13 +17,17 @@ using namespace xquant;
 using namespace xquant::examples;
 
 namespace {
-// Under AddressSanitizer the same loop is ~50x slower; the sanitizer build trains fewer
-// steps against a correspondingly weaker (still far above chance) bound.
+// Under AddressSanitizer (built -O1, see scripts/test.sh) the same loop is ~100x slower;
+// there the test is about memory safety of every op in a training step, which a few dozen
+// steps exercise as well as hundreds, so it trains fewer steps against a weaker (still far
+// above chance) bound.
 #if defined(__SANITIZE_ADDRESS__)
-constexpr std::size_t smoke_images = 3200;  // 100 steps
-constexpr double smoke_loss_bound = 1.0, smoke_accuracy_bound = 60.0;
+constexpr std::size_t smoke_images = 800;  // 25 steps
+constexpr std::size_t smoke_test_images = 500;
+constexpr double smoke_loss_bound = 1.2, smoke_accuracy_bound = 50.0;
 #else
 constexpr std::size_t smoke_images = 9600;  // 300 steps
+constexpr std::size_t smoke_test_images = 2000;
 constexpr double smoke_loss_bound = 0.8, smoke_accuracy_bound = 70.0;
 #endif
 }  // namespace
@@ -35,7 +39,7 @@ TEST_CASE("training smoke test: a few hundred steps of cnn on Fashion-MNIST") {
     return;
   }
   const dataset train = load_fashion_mnist(dir, split::train, smoke_images);
-  const dataset test = load_fashion_mnist(dir, split::test, 2000);
+  const dataset test = load_fashion_mnist(dir, split::test, smoke_test_images);
   auto model = make_model("cnn", 0);
   const double before = evaluate(*model, test).loss;
   optim::sgd opt(model->parameters(), {.lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4});
@@ -52,7 +56,7 @@ TEST_CASE("training smoke test: a few hundred steps of cnn on Fashion-MNIST") {
                   << after.accuracy << " %");
   CHECK(before > 2.0);
   CHECK(after.loss < smoke_loss_bound);
-  CHECK(after.accuracy > smoke_accuracy_bound);  // chance is 10 %; 300 steps reach ~76 %, 100 ~77 %
+  CHECK(after.accuracy > smoke_accuracy_bound);  // chance is 10 %; 300 steps reach ~76 %, 25 ~68 %
 }
 
 TEST_CASE("training is reproducible bit for bit with the same seed") {
