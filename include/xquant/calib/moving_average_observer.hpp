@@ -54,9 +54,8 @@ struct batch_mse {
   template <quant_scheme Scheme>
   static std::vector<value_range> ranges(std::span<const float> x, std::span<const std::size_t> shape,
                                          const char* who) {
-    (void)scan_batch(x, shape, observer_axis<Scheme>, who);  // this observer's own messages
     mse_observer<Scheme> batch(bins);
-    batch.observe(x, shape);
+    batch.observe(x, shape, who);  // validates x (one scan) with this observer's name
     return batch.ranges();
   }
 };

@@ -218,8 +218,10 @@ class mse_observer {
     observe(std::span<const float>(x.data(), x.size()), shape);
   }
 
-  void observe(std::span<const float> x, std::span<const std::size_t> shape) {
-    hists_.observe(x, shape, detail::observer_axis<Scheme>, "mse_observer::observe");
+  /// who: the name in error messages (an observer built on this one passes its own).
+  void observe(std::span<const float> x, std::span<const std::size_t> shape,
+               const char* who = "mse_observer::observe") {
+    hists_.observe(x, shape, detail::observer_axis<Scheme>, who);
   }
 
   /// The MSE-optimal clipping range of each channel.
