@@ -42,6 +42,7 @@
 
 #include "xquant/kernels/reference/requantize.hpp"
 #include "xquant/kernels/requant_args.hpp"
+#include "xquant/kernels/requant_fold.hpp"
 #include "xquant/kernels/simd.hpp"
 
 XQUANT_SIMD_BEGIN
@@ -117,6 +118,50 @@ auto fixed_step(const std::int32_t* acc, Out* out, const fixed_lanes<A, Shift>& 
   return [=, &k](std::size_t i) {
     simd::store_clamped<Out, A>(out + i, fixed_batch<Clamp>(i32<A>::load_unaligned(acc + i), k), qmin, qmax);
   };
+}
+
+// ---- folded fixed point (requant_fold.hpp) ----
+
+/// Constants of the folded path for one batch of channels, even/odd lanes as in fixed_lanes.
+template <class A>
+struct folded_lanes {
+  u64<A> mul_even, mul_odd;      // m
+  u64<A> add_even, add_odd;      // addend (two's complement)
+  u64<A> shift_even, shift_odd;  // t
+};
+
+/// The constants of channels f[0 .. i32<A>::size).
+template <class A>
+folded_lanes<A> folded_lanes_of(const folded_requant* f) noexcept {
+  constexpr std::size_t half = u64<A>::size;
+  alignas(64) std::uint64_t v[6][half];
+  for (std::size_t j = 0; j < half; ++j) {
+    for (std::size_t odd = 0; odd < 2; ++odd) {
+      const folded_requant& c = f[2 * j + odd];
+      v[0 + odd][j] = static_cast<std::uint64_t>(c.multiplier);
+      v[2 + odd][j] = static_cast<std::uint64_t>(c.addend);
+      v[4 + odd][j] = static_cast<std::uint64_t>(c.shift);
+    }
+  }
+  const auto at = [&](std::size_t r) { return u64<A>::load_unaligned(v[r]); };
+  return {at(0), at(1), at(2), at(3), at(4), at(5)};
+}
+
+/// One batch of folded requantization before the clamp (folded_round per lane): two
+/// pmuldq, two 64-bit adds, two arithmetic shifts and an interleave (~8 instructions per 16
+/// outputs on AVX-512 instead of fixed_batch's ~17).
+template <class A>
+XQUANT_SIMD_INLINE i32<A> folded_batch(i32<A> acc, u64<A> mul_even, u64<A> mul_odd, u64<A> add_even, u64<A> add_odd,
+                                       u64<A> shift_even, u64<A> shift_odd) noexcept {
+  const u64<A> even = xsimd::bitwise_cast<u64<A>>(acc);
+  const u64<A> odd = even >> 32;
+  const u64<A> q_even = simd::sra_lanes(simd::mul_even_i32(even, mul_even) + add_even, shift_even);
+  const u64<A> q_odd = simd::sra_lanes(simd::mul_even_i32(odd, mul_odd) + add_odd, shift_odd);
+  return simd::interleave_low_halves(q_even, q_odd);
+}
+template <class A>
+XQUANT_SIMD_INLINE i32<A> folded_batch(i32<A> acc, const folded_lanes<A>& k) noexcept {
+  return folded_batch(acc, k.mul_even, k.mul_odd, k.add_even, k.add_odd, k.shift_even, k.shift_odd);
 }
 
 // ---- float ----

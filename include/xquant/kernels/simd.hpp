@@ -143,6 +143,19 @@ template <class A>
 u64<A> srl_lanes(u64<A> x, u64<A> n, xsimd::generic) noexcept {
   return x >> n;
 }
+template <class A>
+u64<A> mul_even_i32(u64<A> a, u64<A> b, xsimd::generic) noexcept {
+  // Signed from unsigned: (a - 2^32 [a < 0]) (b - 2^32 [b < 0]) == a b - 2^32 ([a < 0] b +
+  // [b < 0] a) modulo 2^64, with a, b the low halves read as unsigned.
+  const u64<A> low(0xFFFFFFFFull), a_lo = a & low, b_lo = b & low;
+  const u64<A> a_neg = xsimd::select((a_lo >> 31) != u64<A>(0), b_lo, u64<A>(0));
+  const u64<A> b_neg = xsimd::select((b_lo >> 31) != u64<A>(0), a_lo, u64<A>(0));
+  return a_lo * b_lo - ((a_neg + b_neg) << 32);
+}
+template <class A>
+xsimd::batch<std::int32_t, A> interleave_low_halves(u64<A> even, u64<A> odd, xsimd::generic) noexcept {
+  return xsimd::bitwise_cast<xsimd::batch<std::int32_t, A>>((even & u64<A>(0xFFFFFFFFull)) | (odd << 32));
+}
 template <class Out, class A>
 void store_narrow(Out* dst, xsimd::batch<std::int32_t, A> v, xsimd::generic) noexcept {
   alignas(A::alignment()) std::int32_t lanes[xsimd::batch<std::int32_t, A>::size];
@@ -154,6 +167,13 @@ template <class Out, class A>
 void store_clamped(Out* dst, xsimd::batch<std::int32_t, A> v, int lo, int hi, xsimd::generic) noexcept {
   using i32 = xsimd::batch<std::int32_t, A>;
   store_narrow<Out, A>(dst, xsimd::min(xsimd::max(v, i32(lo)), i32(hi)), A{});
+}
+
+template <class A>
+void store_clamped_u8x4(std::uint8_t* dst, const xsimd::batch<std::int32_t, A> (&v)[4], int lo, int hi,
+                        xsimd::generic) noexcept {
+  constexpr std::size_t width = xsimd::batch<std::int32_t, A>::size;
+  for (std::size_t j = 0; j < 4; ++j) store_clamped<std::uint8_t, A>(dst + j * width, v[j], lo, hi, A{});
 }
 
 #if XSIMD_WITH_SSE2
@@ -194,6 +214,16 @@ u64<A> srl_lanes(u64<A> x, u64<A> n, xsimd::sse2) noexcept {
   const __m128i hi = _mm_srl_epi64(x, _mm_unpackhi_epi64(n, n));  // lane 1 correct
   return _mm_castpd_si128(_mm_move_sd(_mm_castsi128_pd(hi), _mm_castsi128_pd(lo)));
 }
+template <class A>
+u64<A> mul_even_i32(u64<A> a, u64<A> b, xsimd::sse2) noexcept {
+  // As the generic version, with the correction's sign masks from 32-bit arithmetic shifts.
+  const __m128i fix = _mm_add_epi32(_mm_and_si128(_mm_srai_epi32(a, 31), b), _mm_and_si128(_mm_srai_epi32(b, 31), a));
+  return _mm_sub_epi64(_mm_mul_epu32(a, b), _mm_slli_epi64(fix, 32));
+}
+template <class A>
+xsimd::batch<std::int32_t, A> interleave_low_halves(u64<A> even, u64<A> odd, xsimd::sse2) noexcept {
+  return _mm_or_si128(_mm_and_si128(even, _mm_set1_epi64x(0xFFFFFFFFll)), _mm_slli_epi64(odd, 32));
+}
 template <class Out, class A>
 void store_narrow(Out* dst, xsimd::batch<std::int32_t, A> v, xsimd::sse2) noexcept {
   store_words<Out, 4>(dst, _mm_packs_epi32(v, v));
@@ -204,7 +234,26 @@ void store_clamped(Out* dst, xsimd::batch<std::int32_t, A> v, int lo, int hi, xs
 }
 #endif
 
+#if XSIMD_WITH_SSE4_1
+template <class A>
+u64<A> mul_even_i32(u64<A> a, u64<A> b, xsimd::sse4_1) noexcept {
+  return _mm_mul_epi32(a, b);
+}
+template <class A>
+xsimd::batch<std::int32_t, A> interleave_low_halves(u64<A> even, u64<A> odd, xsimd::sse4_1) noexcept {
+  return _mm_blend_epi16(even, _mm_slli_epi64(odd, 32), 0xCC);
+}
+#endif
+
 #if XSIMD_WITH_AVX2
+template <class A>
+u64<A> mul_even_i32(u64<A> a, u64<A> b, xsimd::avx2) noexcept {
+  return _mm256_mul_epi32(a, b);
+}
+template <class A>
+xsimd::batch<std::int32_t, A> interleave_low_halves(u64<A> even, u64<A> odd, xsimd::avx2) noexcept {
+  return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
 template <class A>
 u64<A> mul_even_u32(u64<A> a, u64<A> b, xsimd::avx2) noexcept {
   return _mm256_mul_epu32(a, b);
@@ -237,6 +286,19 @@ template <class A>
 u64<A> srl_lanes(u64<A> x, u64<A> n, xsimd::avx512f) noexcept {
   return _mm512_srlv_epi64(x, n);
 }
+template <class A>
+u64<A> mul_even_i32(u64<A> a, u64<A> b, xsimd::avx512f) noexcept {
+  return _mm512_mul_epi32(a, b);
+}
+template <class A>
+u64<A> sra_lanes(u64<A> x, u64<A> n, xsimd::avx512f) noexcept {
+  return _mm512_srav_epi64(x, n);
+}
+template <class A>
+xsimd::batch<std::int32_t, A> interleave_low_halves(u64<A> even, u64<A> odd, xsimd::avx512f) noexcept {
+  // Odd 32-bit lanes take dword 0 of odd's 64-bit lanes (vpshufd with a merge mask).
+  return _mm512_mask_shuffle_epi32(even, 0xAAAA, odd, _MM_PERM_CCAA);
+}
 template <class Out, class A>
 void store_narrow(Out* dst, xsimd::batch<std::int32_t, A> v, xsimd::avx512f) noexcept {
   // vpmovdb / vpmovdw truncate; the values are already inside Out's range.
@@ -253,6 +315,14 @@ void store_clamped(Out* dst, xsimd::batch<std::int32_t, A> v, int lo, int hi, xs
 }
 #endif
 
+template <class A>
+u64<A> sra_lanes(u64<A> x, u64<A> n, xsimd::generic) noexcept {
+  // Arithmetic from logical: with h = 2^63 >> n (where the sign bit lands), ((x >> n) ^ h) - h
+  // extends it. (Defined after every srl_lanes overload, so that it calls the arch's own.)
+  const u64<A> h = srl_lanes<A>(u64<A>(std::uint64_t{1} << 63), n, A{});
+  return (srl_lanes<A>(x, n, A{}) ^ h) - h;
+}
+
 }  // namespace detail
 
 /// Per 64-bit lane: (a mod 2^32) * (b mod 2^32), the full 64-bit unsigned product
@@ -266,6 +336,27 @@ batch<std::uint64_t, A> mul_even_u32(batch<std::uint64_t, A> a, batch<std::uint6
 template <class A>
 batch<std::uint64_t, A> srl_lanes(batch<std::uint64_t, A> x, batch<std::uint64_t, A> n) noexcept {
   return detail::srl_lanes<A>(x, n, A{});
+}
+
+/// Per 64-bit lane: the signed 64-bit product of the low 32-bit halves of a and b read as
+/// int32 (pmuldq), in two's complement. The high halves of the inputs are ignored.
+template <class A>
+batch<std::uint64_t, A> mul_even_i32(batch<std::uint64_t, A> a, batch<std::uint64_t, A> b) noexcept {
+  return detail::mul_even_i32<A>(a, b, A{});
+}
+
+/// Per 64-bit lane arithmetic right shift of x read as int64 (floor(x / 2^n[i])), in two's
+/// complement; each n[i] must be < 64.
+template <class A>
+batch<std::uint64_t, A> sra_lanes(batch<std::uint64_t, A> x, batch<std::uint64_t, A> n) noexcept {
+  return detail::sra_lanes<A>(x, n, A{});
+}
+
+/// The int32 lanes whose even members are the low halves of even's 64-bit lanes and whose
+/// odd members are the low halves of odd's.
+template <class A>
+batch<std::int32_t, A> interleave_low_halves(batch<std::uint64_t, A> even, batch<std::uint64_t, A> odd) noexcept {
+  return detail::interleave_low_halves<A>(even, odd, A{});
 }
 
 /// Same, with one shift count for all lanes (one instruction everywhere).
@@ -293,6 +384,13 @@ void store_clamped(Out* dst, batch<std::int32_t, A> v, int lo, int hi) noexcept 
                     std::is_same_v<Out, std::int16_t>,
                 "xquant: narrow outputs are int8_t, uint8_t or int16_t");
   detail::store_clamped<Out, A>(dst, v, lo, hi, A{});
+}
+
+/// Stores clamp(v[j], lo, hi) as uint8 at dst + j * batch size, j = 0..3 (64 contiguous
+/// bytes on AVX-512); 0 <= lo <= hi <= 255.
+template <class A>
+void store_clamped_u8x4(std::uint8_t* dst, const batch<std::int32_t, A> (&v)[4], int lo, int hi) noexcept {
+  detail::store_clamped_u8x4<A>(dst, v, lo, hi, A{});
 }
 
 }  // namespace xquant::simd

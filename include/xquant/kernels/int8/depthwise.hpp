@@ -21,14 +21,20 @@
 // tables for the border pixels only, no copy, made mobilenet's five layers 1.5x slower
 // than the copy does.
 //
-// Loop order: output rows, channel blocks, the row's pixels: a block's 9 weight vectors,
-// bias and requantization constants stay in registers for the whole row. Channels past the
-// last full batch use narrower batches (lanes::for_blocks), the last few plain scalar code
-// with the reference's requantization.
+// Requantization: folded (requant_fold.hpp, one 64-bit multiply-add and shift per lane)
+// for every chunk of channels whose accumulator bounds allow it, which real layers' do;
+// the constants are derived once per call and chunk of up to 256 channels, on the stack.
+// Otherwise kernels/requantize.hpp's fixed-point lanes, the same bits.
+//
+// Loop order: channel chunks, images, output rows, channel blocks, the row's pixels: a
+// block's 9 weight vectors, bias and requantization constants stay in registers for the
+// whole row. Channels past the last full batch use narrower batches (lanes::for_blocks),
+// the last few plain scalar code with the reference's requantization.
 
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <cstdlib>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -39,6 +45,7 @@
 #include "xquant/kernels/reference/int8/depthwise.hpp"
 #include "xquant/kernels/reference/requantize.hpp"
 #include "xquant/kernels/requant_args.hpp"
+#include "xquant/kernels/requant_fold.hpp"
 #include "xquant/kernels/requantize.hpp"
 #include "xquant/kernels/simd.hpp"
 
@@ -50,6 +57,7 @@ struct depthwise_packed {
   std::size_t channels = 0;
   std::vector<std::int32_t> weights;  ///< [9][channels], tap = 3 * kh + kw
   std::vector<std::int32_t> bias;     ///< [channels], folded (see the reference)
+  std::vector<std::int64_t> bound;    ///< [channels], |bias| + 255 * sum |w|: bounds |acc|
   std::uint8_t zero_point = 0;        ///< of the input: what padding taps read
 };
 
@@ -72,6 +80,9 @@ inline depthwise_packed pack_depthwise3x3(std::span<const std::int8_t> weights, 
     for (std::size_t tap = 0; tap < 9; ++tap) p.weights[tap * c + ch] = weights[ch * 9 + tap];
   }
   p.bias.assign(bias.begin(), bias.end());
+  p.bound.resize(c);
+  for (std::size_t ch = 0; ch < c; ++ch)
+    p.bound[ch] = std::abs(std::int64_t{bias[ch]}) + uint8_dot_bound(weights.data() + ch * 9, 9);
   p.zero_point = static_cast<std::uint8_t>(input_zero_point);
   return p;
 }
@@ -102,14 +113,59 @@ struct depthwise_row {
   std::uint8_t* out;
 };
 
-/// Channels [c, c + batch) of one output row.
+/// The unfolded requantization of a batch of channels (kernels/requantize.hpp).
 template <bool Clamp, class A>
-void depthwise_block(const depthwise_row& row, std::size_t c, const depthwise_packed& w,
-                     const requant_channel_args& rq) noexcept {
+struct fixed_requant {
+  kernels::detail::fixed_lanes<A, kernels::detail::u64<A>> k;
+  fixed_requant(const requant_channel_args& rq, std::size_t c) noexcept : k(kernels::detail::fixed_lanes_at<A>(rq, c)) {}
+  XQUANT_SIMD_INLINE xsimd::batch<std::int32_t, A> operator()(xsimd::batch<std::int32_t, A> acc) const noexcept {
+    return kernels::detail::fixed_batch<Clamp>(acc, k);
+  }
+};
+
+/// Folded constants of up to `chunk` channels, stored ready for lane loads: the even and
+/// odd channels of each quantity apart (a batch at channel c, c even, reads entries c / 2 on).
+struct folded_chunk {
+  static constexpr std::size_t chunk = 256;
+  alignas(64) std::int64_t values[6][chunk / 2];  // multiplier, addend, shift; even then odd
+
+  /// Folds channels [c0, c1) (c1 - c0 <= chunk); false if any channel does not fold.
+  bool fold(const depthwise_packed& w, const requant_channel_args& rq, std::size_t c0, std::size_t c1) noexcept {
+    if (w.bound.size() != w.channels) return false;  // not from pack_depthwise3x3
+    for (std::size_t ch = c0; ch < c1; ++ch) {
+      const auto f = fold_requant(rq.multiplier[ch], rq.shift[ch], 0, w.bound[ch], rq.zero_point);
+      if (!f) return false;
+      const std::size_t i = (ch - c0) / 2, odd = (ch - c0) % 2;
+      values[0 + odd][i] = f->multiplier;
+      values[2 + odd][i] = f->addend;
+      values[4 + odd][i] = f->shift;
+    }
+    return true;
+  }
+};
+
+/// The folded requantization of the batch of channels at c0 + offset of a folded_chunk.
+template <class A>
+struct folded_requant_batch {
+  using u64 = kernels::detail::u64<A>;
+  u64 mul_even, mul_odd, add_even, add_odd, shift_even, shift_odd;
+  folded_requant_batch(const folded_chunk& f, std::size_t offset) noexcept
+      : mul_even(load(f.values[0], offset)), mul_odd(load(f.values[1], offset)), add_even(load(f.values[2], offset)),
+        add_odd(load(f.values[3], offset)), shift_even(load(f.values[4], offset)), shift_odd(load(f.values[5], offset)) {}
+  XQUANT_SIMD_INLINE xsimd::batch<std::int32_t, A> operator()(xsimd::batch<std::int32_t, A> acc) const noexcept {
+    return kernels::detail::folded_batch(acc, mul_even, mul_odd, add_even, add_odd, shift_even, shift_odd);
+  }
+  static u64 load(const std::int64_t* v, std::size_t offset) noexcept {
+    return u64::load_unaligned(reinterpret_cast<const std::uint64_t*>(v) + offset / 2);
+  }
+};
+
+/// Channels [c, c + batch) of one output row, requantized by `requant` (one of the two above).
+template <class A, class Requant>
+void depthwise_block(const depthwise_row& row, std::size_t c, const depthwise_packed& w, const Requant requant,
+                     int qmin, int qmax) noexcept {
   using i32 = xsimd::batch<std::int32_t, A>;
   const std::size_t channels = w.channels, step = row.step;  // locals: the uint8_t stores may alias
-  const int qmin = rq.qmin, qmax = rq.qmax;
-  const auto k = kernels::detail::fixed_lanes_at<A>(rq, c);
   const i32 bias = i32::load_unaligned(w.bias.data() + c);
   std::array<i32, 9> weight;  // in registers: the tap loops are unrolled
 #pragma GCC unroll 9
@@ -117,9 +173,7 @@ void depthwise_block(const depthwise_row& row, std::size_t c, const depthwise_pa
   const std::array<std::size_t, 9> offset = row.offset;
   const std::uint8_t* in = row.in + c;
   std::uint8_t* out = row.out + c;
-  const auto finish = [&](i32 acc) {
-    simd::store_clamped<std::uint8_t, A>(out, kernels::detail::fixed_batch<Clamp>(acc, k), qmin, qmax);
-  };
+  const auto finish = [&](i32 acc) { simd::store_clamped<std::uint8_t, A>(out, requant(acc), qmin, qmax); };
   if (step == channels) {
     // Stride 1: pixel p + 1's taps kw = 0, 1 are pixel p's kw = 1, 2, so the widened input
     // columns slide along in registers and each pixel loads 3 new ones, not 9 (the loads
@@ -154,12 +208,12 @@ void depthwise_block(const depthwise_row& row, std::size_t c, const depthwise_pa
   }
 }
 
-/// Channels [c0, channels) of one output row, scalar.
-inline void depthwise_tail(const depthwise_row& row, std::size_t c0, const depthwise_packed& w,
+/// Channels [c0, c1) of one output row, scalar.
+inline void depthwise_tail(const depthwise_row& row, std::size_t c0, std::size_t c1, const depthwise_packed& w,
                            const requant_channel_args& rq) noexcept {
   for (std::size_t p = 0; p < row.count; ++p) {
     const std::uint8_t* in = row.in + p * row.step;
-    for (std::size_t c = c0; c < w.channels; ++c) {
+    for (std::size_t c = c0; c < c1; ++c) {
       std::int32_t acc = w.bias[c];
       for (std::size_t t = 0; t < 9; ++t) acc += in[row.offset[t] + c] * w.weights[t * w.channels + c];
       row.out[p * w.channels + c] = reference::requantize_fixed<std::uint8_t>(acc, rq.multiplier[c], rq.shift[c],
@@ -183,22 +237,30 @@ void depthwise3x3(const std::uint8_t* x, const depthwise_geometry& g, const dept
   for (std::size_t kh = 0; kh < 3; ++kh) {
     for (std::size_t kw = 0; kw < 3; ++kw) row.offset[kh * 3 + kw] = kh * framed_row + kw * c;
   }
-  for (std::size_t n = 0; n < g.in.n; ++n) {
-    frame_image(x, g.in, n, depthwise_frame, w.zero_point, scratch);
-    for (std::size_t oh = 0; oh < g.out_h; ++oh) {
-      row.in = scratch + oh * g.stride * framed_row;  // framed row oh * stride = input row oh * stride - 1
-      row.out = out + g.out().at(n, oh, 0);
-      const std::size_t done =
-          lanes::for_blocks<std::int32_t, Arch>(0, c, [&row, &w, &rq](auto arch, std::size_t c0) {
-            using A = decltype(arch);
-            using i32 = xsimd::batch<std::int32_t, A>;
-            if (xsimd::any(i32::load_unaligned(rq.shift + c0) < i32(32))) {
-              detail::depthwise_block<true, A>(row, c0, w, rq);
-            } else {
-              detail::depthwise_block<false, A>(row, c0, w, rq);
-            }
-          });
-      detail::depthwise_tail(row, done, w, rq);
+  detail::folded_chunk folds;  // 6 KB
+  for (std::size_t c0 = 0; c0 < c; c0 += detail::folded_chunk::chunk) {
+    const std::size_t c1 = std::min(c, c0 + detail::folded_chunk::chunk);
+    const bool folded = folds.fold(w, rq, c0, c1);
+    for (std::size_t n = 0; n < g.in.n; ++n) {
+      if (c0 == 0 || g.in.n > 1) frame_image(x, g.in, n, depthwise_frame, w.zero_point, scratch);
+      for (std::size_t oh = 0; oh < g.out_h; ++oh) {
+        row.in = scratch + oh * g.stride * framed_row;  // framed row oh * stride = input row oh * stride - 1
+        row.out = out + g.out().at(n, oh, 0);
+        const std::size_t done = lanes::for_blocks<std::int32_t, Arch>(
+            c0, c1, [&row, &w, &rq, &folds, folded, c0](auto arch, std::size_t cb) {
+              using A = decltype(arch);
+              using i32 = xsimd::batch<std::int32_t, A>;
+              if (folded) {
+                detail::depthwise_block<A>(row, cb, w, detail::folded_requant_batch<A>(folds, cb - c0), rq.qmin,
+                                           rq.qmax);
+              } else if (xsimd::any(i32::load_unaligned(rq.shift + cb) < i32(32))) {
+                detail::depthwise_block<A>(row, cb, w, detail::fixed_requant<true, A>(rq, cb), rq.qmin, rq.qmax);
+              } else {
+                detail::depthwise_block<A>(row, cb, w, detail::fixed_requant<false, A>(rq, cb), rq.qmin, rq.qmax);
+              }
+            });
+        detail::depthwise_tail(row, done, c1, w, rq);
+      }
     }
   }
 }

@@ -8,6 +8,7 @@
 #include "xquant/kernels/reference/int8/depthwise.hpp"
 #include "xquant/kernels/reference/requantize.hpp"
 #include "xquant/kernels/requant_args.hpp"
+#include "xquant/kernels/requant_fold.hpp"
 
 using namespace xquant;
 using namespace xquant::kernels;
@@ -174,6 +175,33 @@ TEST_CASE("depthwise 3x3 int8: every arch equals the reference on odd sizes") {
   compare_all_archs(random_layer(gen, {1, 14, 14, 96}, 1, true));
   compare_all_archs(random_layer(gen, {2, 28, 28, 144}, 2, true));
   compare_all_archs(random_layer(gen, {1, 9, 9, 24}, 1, false));
+}
+
+TEST_CASE("depthwise 3x3 int8: folded and unfolded channel chunks") {
+  // 300 channels are two chunks of folded constants (256 + 44), each image framed again for
+  // the second. Scales of a real layer: every channel folds; then one scale of 3/4 in the
+  // second chunk (ties possible) sends that chunk, and only it, down the unfolded path.
+  int8_test::generator gen(17);
+  for (std::size_t stride : {std::size_t{1}, std::size_t{2}}) {
+    layer l = random_layer(gen, {2, 5, 6, 300}, stride, true);
+    std::vector<float> scales(300);
+    for (auto& s : scales) s = gen.log_uniform(5e-4f, 5e-3f);
+    l.rq = make_requant_channel_params<std::uint8_t>(scales, 3, 0, 255);
+    const int8::depthwise_packed packed = int8::pack_depthwise3x3(l.w, l.bias, l.zp);
+    const auto folds = [&](std::size_t c0, std::size_t c1) {
+      std::size_t count = 0;
+      for (std::size_t c = c0; c < c1; ++c)
+        count += fold_requant(l.rq.fixed.multiplier[c], l.rq.fixed.shift[c], 0, packed.bound[c], 3).has_value();
+      return count;
+    };
+    CHECK(folds(0, 300) == 300);
+    compare_all_archs(l);
+    scales[270] = 0.75f;
+    l.rq = make_requant_channel_params<std::uint8_t>(scales, 3, 0, 255);
+    CHECK(folds(0, 256) == 256);
+    CHECK(folds(256, 300) == 43);
+    compare_all_archs(l);
+  }
 }
 
 TEST_CASE("depthwise 3x3 int8: geometry and packing validation") {

@@ -11,6 +11,7 @@
 #include "xquant/kernels/int8/gemm.hpp"
 #include "xquant/kernels/reference/int8/gemm.hpp"
 #include "xquant/kernels/requant_args.hpp"
+#include "xquant/kernels/requant_fold.hpp"
 #include "xquant/kernels/simd.hpp"
 
 using namespace xquant;
@@ -266,6 +267,51 @@ TEST_CASE("int8 gemm: every path equals the reference on awkward sizes, random d
     }
   }
   CHECK(products == 19 * 19 * 3);
+}
+
+/// How many of p's columns the epilogue can fold (requant_fold.hpp) for its weights' bounds.
+std::size_t folding_columns(const product& p) {
+  const requant_channel_args rq = p.rq.args();
+  std::size_t count = 0;
+  for (std::size_t c = 0; c < p.n; ++c) {
+    count += fold_requant(rq.multiplier[c], rq.shift[c], p.bias[c], p.packed.acc_bounds()[c], rq.zero_point)
+                 .has_value();
+  }
+  return count;
+}
+
+TEST_CASE("int8 gemm: the folded and the unfolded epilogue both equal the reference") {
+  // Random data and the scales of a real layer: every column folds. Some scales >= 1/2
+  // (ties possible): those panels keep the unfolded path. N = 150 is three panels, the
+  // first all folded, the others with some scales made large, so one call uses both.
+  const product folded(37, 70, 91, 1, data_kind::random, requant_kind{}, 31);
+  CHECK(folding_columns(folded) == folded.n);
+  check_all_paths(folded);
+  requant_kind large;
+  large.large_scales = true;
+  const product unfolded(37, 70, 91, 1, data_kind::random, large, 32);
+  CHECK(folding_columns(unfolded) < unfolded.n);
+  check_all_paths(unfolded);
+  product mixed(23, 150, 64, 0, data_kind::random, requant_kind{}, 33);
+  for (std::size_t c = 64; c < 150; c += 9) {
+    mixed.rq.fixed.multiplier[c] = std::int32_t{3} << 29;  // scale 3/4
+    mixed.rq.fixed.shift[c] = 31;
+    mixed.rq.scale[c] = 0.75f;
+  }
+  CHECK(folding_columns(mixed) == 150 - 10);
+  check_all_paths(mixed);
+  // Full folded tiles narrowed 4 vectors at a time: C rows as wide as the tile (N = 16, 32,
+  // 48, 64 with ldc = N: the whole tile is contiguous) and 64-column rows inside a wider C.
+  unsigned seed = 40;
+  for (std::size_t n : {16, 32, 48, 64, 128}) {
+    for (std::size_t pad : {0, 2}) {
+      requant_kind rk;
+      rk.narrow_clamp = seed % 2 == 0;  // the byte clamp of the grouped store
+      const product p(23, n, 40, pad, data_kind::random, rk, seed++);
+      CHECK(folding_columns(p) == n);
+      check_all_paths(p);
+    }
+  }
 }
 
 TEST_CASE("int8 gemm: every K with a few M and N") {

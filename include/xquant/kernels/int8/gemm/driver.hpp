@@ -50,7 +50,7 @@ void run(std::size_t m, const a_rows& a, const packed_weights& w, const std::int
   for (std::size_t p = 0; p < w.panels(); ++p) {
     const std::size_t col0 = p * panel_cols, width = w.panel_width(p);
     const std::size_t cols = std::min(panel_cols, w.n() - col0);
-    e.prepare(bias, rq, col0, cols);
+    e.prepare(bias, rq, w.acc_bounds().data(), col0, cols);
     for (std::size_t c0 = 0; c0 < cols; c0 += tile_cols) {
       tile_job job{};
       job.lda = a.lda;

@@ -19,7 +19,9 @@
 // W loads are aligned. The layout is the same for every path: a model is packed once.
 //
 // Column sums: sum_k W[n][k] for each output channel n, kept for the converter, which folds
-// the input zero point into the bias (bias[n] - a_zp * sum[n]).
+// the input zero point into the bias (bias[n] - a_zp * sum[n]). Accumulator bounds:
+// 255 * sum_k |W[n][k]|, the largest |sum_k A[m][k] W[n][k]| any uint8 A can give, which
+// lets the epilogue take the folded requantization (requant_fold.hpp).
 
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +31,7 @@
 
 #include "xquant/core/error.hpp"
 #include "xquant/kernels/reference/int8/gemm.hpp"
+#include "xquant/kernels/requant_fold.hpp"
 
 namespace xquant::kernels::int8 {
 
@@ -80,6 +83,9 @@ class packed_weights {
   /// sum_k W[n][k] per output channel n.
   std::span<const std::int32_t> column_sums() const noexcept { return sums_; }
 
+  /// 255 * sum_k |W[n][k]| per output channel n: a bound on the dot product with any uint8 row.
+  std::span<const std::int64_t> acc_bounds() const noexcept { return bounds_; }
+
   /// Bytes of packed data (N rounded up to 16, K to 4).
   std::size_t bytes() const noexcept { return data_.size(); }
 
@@ -88,6 +94,7 @@ class packed_weights {
   std::size_t n_ = 0, k_ = 0;
   std::vector<std::int8_t, gemm_detail::aligned_allocator<std::int8_t>> data_;
   std::vector<std::int32_t> sums_;
+  std::vector<std::int64_t> bounds_;
 };
 
 /// Packs W [n][k] (row-major, contiguous). Throws value_error for a null w with n * k > 0.
@@ -108,6 +115,8 @@ inline packed_weights pack_weights(const std::int8_t* w, std::size_t n, std::siz
   }
   out.sums_.resize(n);
   if (k > 0) reference::int8::weight_sums(w, n, k, out.sums_.data());
+  out.bounds_.resize(n);
+  for (std::size_t c = 0; c < n; ++c) out.bounds_[c] = k > 0 ? uint8_dot_bound(w + c * k, k) : 0;
   return out;
 }
 

@@ -4,12 +4,17 @@
 // clamp, narrowing store) applied to a tile's int32 sums right after its k loop, while they
 // are in L1 (job.sums, 1.5 KB at most), before anything else is computed.
 //
-// Epilogue. The per-channel constants of kernels/requantize.hpp (fixed_lanes: multipliers,
-// shifts, rounding biases, clamp limits) are derived once per panel of 64 columns, from
-// copies of the channel arrays padded to the panel width, and reused by every row tile of
-// the panel; the sums then take exactly reference::requantize_fixed's path
-// (detail::fixed_batch, bit for bit) and simd::store_clamped. A vector that runs past the
-// last column goes through a small buffer, so C's columns n .. ldc-1 are never written.
+// Epilogue. The per-channel constants are derived once per panel of 64 columns and reused
+// by every row tile of the panel. Where the packed weights' accumulator bounds allow it
+// (always, for real layers) they are the folded form of requant_fold.hpp: bias, rounding
+// and zero point in one 64-bit multiply-add and shift per lane (detail::folded_batch, about
+// half the instructions; on mobilenet, whose 1x1 layers have K = 16-144, the epilogue was
+// a third of the int8 time). Otherwise they are those of kernels/requantize.hpp
+// (fixed_lanes: multipliers, shifts, rounding biases, clamp limits), from copies of the
+// channel arrays padded to the panel width, and the sums take reference::requantize_fixed's
+// own path (detail::fixed_batch). Both equal the reference bit for bit; then
+// simd::store_clamped. A vector that runs past the last column goes through a small
+// buffer, so C's columns n .. ldc-1 are never written.
 
 #include <algorithm>
 #include <cstddef>
@@ -19,6 +24,7 @@
 #include "xquant/kernels/gemm/microkernel.hpp"
 #include "xquant/kernels/int8/gemm/pack.hpp"
 #include "xquant/kernels/requant_args.hpp"
+#include "xquant/kernels/requant_fold.hpp"
 #include "xquant/kernels/requantize.hpp"
 #include "xquant/kernels/simd.hpp"
 
@@ -96,13 +102,24 @@ struct panel_epilogue {
   static constexpr std::size_t vectors = panel_cols / width;
   static_assert(panel_granule % width == 0, "a panel's padding granule must hold whole vectors");
 
+  /// Folded (requant_fold.hpp; bias, rounding and zero point in one multiply-add and shift)
+  /// when every column of the panel folds for the weights' accumulator bounds, which is
+  /// the rule for real layers; otherwise the unfolded fixed-point constants.
+  bool folded = false;
+  kernels::detail::folded_lanes<RA> folds[vectors];
   alignas(64) std::int32_t bias[panel_cols];
   kernels::detail::fixed_lanes<RA, kernels::detail::u64<RA>> lanes[vectors];
   int qmin, qmax;
 
-  /// Constants for columns col0 .. col0 + cols - 1 of C (bias may be null: zeros). Padding
-  /// channels get a zero bias and the valid scale 2^-1; their results are never stored.
-  void prepare(const std::int32_t* b, const requant_channel_args& rq, std::size_t col0, std::size_t cols) noexcept {
+  /// Constants for columns col0 .. col0 + cols - 1 of C (bias may be null: zeros; bound:
+  /// packed_weights::acc_bounds). Padding channels get a zero bias and the valid scale 2^-1
+  /// (folded: the constants 0 * acc + 0); their results are never stored.
+  void prepare(const std::int32_t* b, const requant_channel_args& rq, const std::int64_t* bound, std::size_t col0,
+               std::size_t cols) noexcept {
+    qmin = rq.qmin;
+    qmax = rq.qmax;
+    folded = fold(b, rq, bound, col0, cols);
+    if (folded) return;
     alignas(64) std::int32_t multiplier[panel_cols], shift[panel_cols];
     for (std::size_t c = 0; c < panel_cols; ++c) {
       const bool valid = c < cols;
@@ -114,8 +131,6 @@ struct panel_epilogue {
     padded.multiplier = multiplier;
     padded.shift = shift;
     for (std::size_t v = 0; v * width < cols; ++v) lanes[v] = kernels::detail::fixed_lanes_at<RA>(padded, v * width);
-    qmin = rq.qmin;
-    qmax = rq.qmax;
   }
 
   /// Requantizes and stores a tile: acc holds MR x NV batches (row major, aligned), the
@@ -130,23 +145,92 @@ struct panel_epilogue {
   /// alias anything, so constants read through `this` would be reloaded after each store.
   template <std::size_t MR, std::size_t NV>
   [[gnu::noinline]] void store_tile(const std::int32_t* acc, const tile_job& job) const noexcept {
+    using u64 = kernels::detail::u64<RA>;
     const int lo = qmin, hi = qmax;
     const std::size_t ldc = job.ldc;
+    // Full tiles whose vectors lie in C as runs of 4 (a row of a 64-column tile, or any
+    // tile of a layer whose C rows are exactly the tile's width: N = 16, 32) are narrowed
+    // and stored 4 vectors at a time (simd::store_clamped_u8x4).
+    if (folded && job.cols == NV * width && (NV == 4 || ldc == NV * width)) return store_grouped<MR, NV>(acc, job);
     for (std::size_t j = 0; j < NV && j * width < job.cols; ++j) {
       const std::size_t valid = job.cols - j * width, v = job.v0 + j;
-      const auto k = lanes[v];
-      const i32 b = i32::load_aligned(bias + v * width);
+      const std::int32_t* sums = acc + j * width;
       std::uint8_t* out = job.c + j * width;
-      for (std::size_t i = 0; i < MR; ++i) {
-        const i32 q = kernels::detail::fixed_batch<true>(i32::load_aligned(acc + (i * NV + j) * width) + b, k);
-        if (valid >= width) {
-          simd::store_clamped<std::uint8_t, RA>(out + i * ldc, q, lo, hi);
-        } else {
-          std::uint8_t tmp[panel_cols];  // (not [width]: GCC 12 -Warray-bounds misses valid < width)
-          simd::store_clamped<std::uint8_t, RA>(tmp, q, lo, hi);
-          std::memcpy(out + i * ldc, tmp, valid);
+      if (folded) {
+        // The constants as separate locals: GCC 12 keeps a struct copy on the stack.
+        const u64 mul_even = folds[v].mul_even, mul_odd = folds[v].mul_odd, add_even = folds[v].add_even,
+                  add_odd = folds[v].add_odd, shift_even = folds[v].shift_even, shift_odd = folds[v].shift_odd;
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < MR; ++i) {
+          const i32 q = kernels::detail::folded_batch(i32::load_aligned(sums + i * NV * width), mul_even, mul_odd,
+                                                      add_even, add_odd, shift_even, shift_odd);
+          store_row(out + i * ldc, q, valid, lo, hi);
+        }
+      } else {
+        const auto k = lanes[v];
+        const i32 b = i32::load_aligned(bias + v * width);
+        for (std::size_t i = 0; i < MR; ++i) {
+          store_row(out + i * ldc, kernels::detail::fixed_batch<true>(i32::load_aligned(sums + i * NV * width) + b, k),
+                    valid, lo, hi);
         }
       }
+    }
+  }
+
+ private:
+  /// A full folded tile, its MR * NV vectors in row-major order f = i * NV + j taken 4 at a
+  /// time: 4 consecutive f are 64 contiguous bytes of C when NV == 4 (one row) or when C's
+  /// rows are the tile's width (ldc == NV * width: the whole tile is contiguous).
+  template <std::size_t MR, std::size_t NV>
+  void store_grouped(const std::int32_t* acc, const tile_job& job) const noexcept {
+    using u64 = kernels::detail::u64<RA>;
+    const int lo = qmin, hi = qmax;
+    const std::size_t ldc = job.ldc;
+    u64 mul_even[NV], mul_odd[NV], add_even[NV], add_odd[NV], shift_even[NV], shift_odd[NV];
+#pragma GCC unroll 4
+    for (std::size_t j = 0; j < NV; ++j) {
+      const auto& f = folds[job.v0 + j];
+      mul_even[j] = f.mul_even, mul_odd[j] = f.mul_odd, add_even[j] = f.add_even, add_odd[j] = f.add_odd;
+      shift_even[j] = f.shift_even, shift_odd[j] = f.shift_odd;
+    }
+    const auto requant = [&](std::size_t f) {
+      const std::size_t j = f % NV;
+      return kernels::detail::folded_batch(i32::load_aligned(acc + f * width), mul_even[j], mul_odd[j], add_even[j],
+                                           add_odd[j], shift_even[j], shift_odd[j]);
+    };
+    constexpr std::size_t total = MR * NV, groups = total / 4;
+#pragma GCC unroll 8
+    for (std::size_t g = 0; g < groups; ++g) {
+      const i32 q[4] = {requant(4 * g), requant(4 * g + 1), requant(4 * g + 2), requant(4 * g + 3)};
+      simd::store_clamped_u8x4<RA>(NV == 4 ? job.c + g * ldc : job.c + 4 * g * width, q, lo, hi);
+    }
+#pragma GCC unroll 4
+    for (std::size_t f = 4 * groups; f < total; ++f)
+      simd::store_clamped<std::uint8_t, RA>(job.c + f / NV * ldc + f % NV * width, requant(f), lo, hi);
+  }
+
+  bool fold(const std::int32_t* b, const requant_channel_args& rq, const std::int64_t* bound, std::size_t col0,
+            std::size_t cols) noexcept {
+    if (bound == nullptr) return false;
+    folded_requant f[panel_cols];  // padding columns: the default, 0 * acc + 0
+    for (std::size_t c = 0; c < cols; ++c) {
+      const auto one = fold_requant(rq.multiplier[col0 + c], rq.shift[col0 + c], b ? b[col0 + c] : 0,
+                                    bound[col0 + c], rq.zero_point);
+      if (!one) return false;
+      f[c] = *one;
+    }
+    for (std::size_t v = 0; v * width < cols; ++v) folds[v] = kernels::detail::folded_lanes_of<RA>(f + v * width);
+    return true;
+  }
+
+  /// Clamps, narrows and stores the first `valid` lanes of q (all when valid >= width).
+  XQUANT_SIMD_INLINE static void store_row(std::uint8_t* out, i32 q, std::size_t valid, int lo, int hi) noexcept {
+    if (valid >= width) {
+      simd::store_clamped<std::uint8_t, RA>(out, q, lo, hi);
+    } else {
+      std::uint8_t tmp[panel_cols];  // (not [width]: GCC 12 -Warray-bounds misses valid < width)
+      simd::store_clamped<std::uint8_t, RA>(tmp, q, lo, hi);
+      std::memcpy(out, tmp, valid);
     }
   }
 };
