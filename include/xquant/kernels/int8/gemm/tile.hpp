@@ -193,20 +193,27 @@ struct panel_epilogue {
       mul_even[j] = f.mul_even, mul_odd[j] = f.mul_odd, add_even[j] = f.add_even, add_odd[j] = f.add_odd;
       shift_even[j] = f.shift_even, shift_odd[j] = f.shift_odd;
     }
-    const auto requant = [&](std::size_t f) {
-      const std::size_t j = f % NV;
-      return kernels::detail::folded_batch(i32::load_aligned(acc + f * width), mul_even[j], mul_odd[j], add_even[j],
-                                           add_odd[j], shift_even[j], shift_odd[j]);
-    };
+    // (Loops, not a lambda: GCC 12 left the lambda out of line, reading the constants
+    // through its captures, and the tile ran slower than with single-vector stores.)
     constexpr std::size_t total = MR * NV, groups = total / 4;
 #pragma GCC unroll 8
     for (std::size_t g = 0; g < groups; ++g) {
-      const i32 q[4] = {requant(4 * g), requant(4 * g + 1), requant(4 * g + 2), requant(4 * g + 3)};
+      i32 q[4];
+#pragma GCC unroll 4
+      for (std::size_t t = 0; t < 4; ++t) {
+        const std::size_t f = 4 * g + t, j = f % NV;
+        q[t] = kernels::detail::folded_batch(i32::load_aligned(acc + f * width), mul_even[j], mul_odd[j], add_even[j],
+                                             add_odd[j], shift_even[j], shift_odd[j]);
+      }
       simd::store_clamped_u8x4<RA>(NV == 4 ? job.c + g * ldc : job.c + 4 * g * width, q, lo, hi);
     }
 #pragma GCC unroll 4
-    for (std::size_t f = 4 * groups; f < total; ++f)
-      simd::store_clamped<std::uint8_t, RA>(job.c + f / NV * ldc + f % NV * width, requant(f), lo, hi);
+    for (std::size_t f = 4 * groups; f < total; ++f) {
+      const std::size_t j = f % NV;
+      const i32 q = kernels::detail::folded_batch(i32::load_aligned(acc + f * width), mul_even[j], mul_odd[j],
+                                                  add_even[j], add_odd[j], shift_even[j], shift_odd[j]);
+      simd::store_clamped<std::uint8_t, RA>(job.c + f / NV * ldc + j * width, q, lo, hi);
+    }
   }
 
   bool fold(const std::int32_t* b, const requant_channel_args& rq, const std::int64_t* bound, std::size_t col0,
