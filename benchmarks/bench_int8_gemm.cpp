@@ -13,6 +13,10 @@
 //   square_512      M = N = K = 512
 //   conv3x3_56      M = 3136 (56 x 56 pixels), K = 576 (3 x 3 x 64), N = 64
 //   conv1x1_56      M = 3136, K = 64, N = 256 (a 1 x 1 expansion)
+//   conv3x3_16      M = 784 x 64 (28 x 28 pixels, 64 images), K = 144, N = 16: resnet's
+//                   16-channel 3x3 layers, the shape its batch time is spent on
+//   conv1x1_16_64   M = 784 x 64, K = 16, N = 64: mobilenet's first expansion (the
+//                   epilogue's share is largest when K is small)
 //   dense_b1        M = 1, K = 3136, N = 128 (batch-1 dense layer)
 // and the whole 3x3 convolution 64 -> 64 on 56 x 56 (padding 1) as the int8 engine runs it
 // (kernels/int8/conv.hpp: the image copied into its zero-point frame, then the GEMM reading
@@ -196,6 +200,8 @@ void register_all() {
   const shape shapes[] = {{"square_512", 512, 512, 512},
                           {"conv3x3_56", 3136, 64, 576},
                           {"conv1x1_56", 3136, 256, 64},
+                          {"conv3x3_16", 784 * 64, 16, 144},
+                          {"conv1x1_16_64", 784 * 64, 64, 16},
                           {"dense_b1", 1, 128, 3136}};
   for (int8::gemm_path path : {int8::gemm_path::avx512_vnni, int8::gemm_path::avx_vnni}) {
     if (!int8::runs_here(path)) continue;

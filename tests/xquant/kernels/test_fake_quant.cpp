@@ -13,6 +13,7 @@
 #include "xquant/kernels/simd.hpp"
 #include "xquant/quant/quantize.hpp"
 #include "xquant/quant/scheme.hpp"
+#include "tested_archs.hpp"
 
 using namespace xquant;
 using namespace xquant::kernels;
@@ -24,7 +25,7 @@ constexpr float inf = std::numeric_limits<float>::infinity();
 template <class F>
 int for_each_runnable_arch(F&& f) {
   int count = 0;
-  simd::for_each_arch(simd::compiled_archs{}, [&](auto arch) {
+  simd::for_each_arch(xquant_test::tested_archs{}, [&](auto arch) {
     if (simd::available<decltype(arch)>()) {
       f(arch);
       ++count;

@@ -13,6 +13,7 @@
 #include "xquant/kernels/gemm.hpp"
 #include "xquant/kernels/reference/gemm.hpp"
 #include "xquant/kernels/simd.hpp"
+#include "tested_archs.hpp"
 
 using namespace xquant;
 using namespace xquant::kernels;
@@ -104,7 +105,7 @@ bool within_tolerance(const product<T>& p, const std::vector<T>& got, const std:
 /// Every arch this binary has and the CPU can run.
 template <class F>
 void for_each_available_arch(F&& f) {
-  simd::for_each_arch(simd::compiled_archs{}, [&](auto arch) {
+  simd::for_each_arch(xquant_test::tested_archs{}, [&](auto arch) {
     if (simd::available<decltype(arch)>()) f(arch);
   });
 }

@@ -14,6 +14,7 @@
 #include "xquant/kernels/requant_fold.hpp"
 #include "xquant/kernels/requantize.hpp"
 #include "xquant/kernels/simd.hpp"
+#include "tested_archs.hpp"
 
 using namespace xquant;
 using namespace xquant::kernels;
@@ -147,7 +148,7 @@ TEST_CASE("requant fold: uint8_dot_bound is 255 * sum |w| and is reached") {
 TEST_CASE("requant fold: folded_batch equals folded_round on every runnable arch") {
   std::mt19937 rng(5);
   int archs = 0;
-  simd::for_each_arch(simd::compiled_archs{}, [&](auto arch) {
+  simd::for_each_arch(xquant_test::tested_archs{}, [&](auto arch) {
     using A = decltype(arch);
     if (!simd::available<A>()) return;
     ++archs;
@@ -184,7 +185,7 @@ TEST_CASE("requant fold: folded_batch equals folded_round on every runnable arch
 
 TEST_CASE("simd: mul_even_i32, sra_lanes and interleave_low_halves on every runnable arch") {
   std::mt19937_64 rng(3);
-  simd::for_each_arch(simd::compiled_archs{}, [&](auto arch) {
+  simd::for_each_arch(xquant_test::tested_archs{}, [&](auto arch) {
     using A = decltype(arch);
     if (!simd::available<A>()) return;
     using u64 = simd::batch<std::uint64_t, A>;

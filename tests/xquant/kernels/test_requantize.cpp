@@ -13,6 +13,7 @@
 #include "xquant/kernels/reference/requantize.hpp"
 #include "xquant/kernels/requantize.hpp"
 #include "xquant/kernels/simd.hpp"
+#include "tested_archs.hpp"
 
 using namespace xquant;
 using namespace xquant::kernels;
@@ -146,7 +147,7 @@ struct generator {
 template <class F>
 int for_each_runnable_arch(F&& f) {
   int count = 0;
-  simd::for_each_arch(simd::compiled_archs{}, [&](auto arch) {
+  simd::for_each_arch(xquant_test::tested_archs{}, [&](auto arch) {
     if (simd::available<decltype(arch)>()) {
       f(arch);
       ++count;

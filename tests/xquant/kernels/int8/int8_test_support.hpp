@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "xquant/kernels/simd.hpp"
+#include "../tested_archs.hpp"
 
 namespace int8_test {
 
@@ -20,7 +21,7 @@ namespace int8_test {
 template <class F>
 int for_each_runnable_arch(F&& f) {
   int count = 0;
-  xquant::simd::for_each_arch(xquant::simd::compiled_archs{}, [&](auto arch) {
+  xquant::simd::for_each_arch(xquant_test::tested_archs{}, [&](auto arch) {
     if (xquant::simd::available<decltype(arch)>()) {
       f(arch);
       ++count;
