@@ -122,47 +122,69 @@ auto fixed_step(const std::int32_t* acc, Out* out, const fixed_lanes<A, Shift>& 
 
 // ---- folded fixed point (requant_fold.hpp) ----
 
-/// Constants of the folded path for one batch of channels, even/odd lanes as in fixed_lanes.
-template <class A>
-struct folded_lanes {
-  u64<A> mul_even, mul_odd;      // m
-  u64<A> add_even, add_odd;      // addend (two's complement)
-  u64<A> shift_even, shift_odd;  // t
+/// Folded constants of up to N channels, each quantity's even and odd channels apart (the
+/// even/odd 32-bit lanes of fixed_lanes), so that a batch of any width at an even channel
+/// offset loads its lanes with plain vector loads.
+template <std::size_t N>
+struct folded_channels {
+  static_assert(N % 2 == 0);
+  alignas(64) std::int64_t values[6][N / 2];  // multiplier, addend, shift: even, then odd channels
+
+  /// Folds channels c0 .. c0 + count - 1 of rq (count <= N; bias may be null: zeros) into
+  /// entries 0 .. count - 1, the rest the default 0 * acc + 0; false as soon as one
+  /// channel does not fold.
+  bool fold(const requant_channel_args& rq, const std::int32_t* bias, const std::int64_t* bound, std::size_t c0,
+            std::size_t count) noexcept {
+    for (std::size_t i = 0; i < N; ++i) {
+      folded_requant f;
+      if (i < count) {
+        const auto one = fold_requant(rq.multiplier[c0 + i], rq.shift[c0 + i], bias ? bias[c0 + i] : 0,
+                                      bound[c0 + i], rq.zero_point);
+        if (!one) return false;
+        f = *one;
+      }
+      set(i, f);
+    }
+    return true;
+  }
+
+  /// Entry i (< N).
+  void set(std::size_t i, const folded_requant& f) noexcept {
+    values[0 + i % 2][i / 2] = f.multiplier;
+    values[2 + i % 2][i / 2] = f.addend;
+    values[4 + i % 2][i / 2] = f.shift;
+  }
 };
 
-/// The constants of channels f[0 .. i32<A>::size).
+/// The folded requantization of one batch of channels, its constants held as values (so
+/// that they live in registers where a kernel keeps a copy for a loop).
 template <class A>
-folded_lanes<A> folded_lanes_of(const folded_requant* f) noexcept {
-  constexpr std::size_t half = u64<A>::size;
-  alignas(64) std::uint64_t v[6][half];
-  for (std::size_t j = 0; j < half; ++j) {
-    for (std::size_t odd = 0; odd < 2; ++odd) {
-      const folded_requant& c = f[2 * j + odd];
-      v[0 + odd][j] = static_cast<std::uint64_t>(c.multiplier);
-      v[2 + odd][j] = static_cast<std::uint64_t>(c.addend);
-      v[4 + odd][j] = static_cast<std::uint64_t>(c.shift);
-    }
-  }
-  const auto at = [&](std::size_t r) { return u64<A>::load_unaligned(v[r]); };
-  return {at(0), at(1), at(2), at(3), at(4), at(5)};
-}
+struct folded_lanes {
+  u64<A> mul_even, mul_odd, add_even, add_odd, shift_even, shift_odd;
 
-/// One batch of folded requantization before the clamp (folded_round per lane): two
-/// pmuldq, two 64-bit adds, two arithmetic shifts and an interleave (~8 instructions per 16
-/// outputs on AVX-512 instead of fixed_batch's ~17).
-template <class A>
-XQUANT_SIMD_INLINE i32<A> folded_batch(i32<A> acc, u64<A> mul_even, u64<A> mul_odd, u64<A> add_even, u64<A> add_odd,
-                                       u64<A> shift_even, u64<A> shift_odd) noexcept {
-  const u64<A> even = xsimd::bitwise_cast<u64<A>>(acc);
-  const u64<A> odd = even >> 32;
-  const u64<A> q_even = simd::sra_lanes(simd::mul_even_i32(even, mul_even) + add_even, shift_even);
-  const u64<A> q_odd = simd::sra_lanes(simd::mul_even_i32(odd, mul_odd) + add_odd, shift_odd);
-  return simd::interleave_low_halves(q_even, q_odd);
-}
-template <class A>
-XQUANT_SIMD_INLINE i32<A> folded_batch(i32<A> acc, const folded_lanes<A>& k) noexcept {
-  return folded_batch(acc, k.mul_even, k.mul_odd, k.add_even, k.add_odd, k.shift_even, k.shift_odd);
-}
+  folded_lanes() = default;
+  /// Channels offset .. offset + i32<A>::size - 1 of f (offset even).
+  template <std::size_t N>
+  folded_lanes(const folded_channels<N>& f, std::size_t offset) noexcept
+      : mul_even(at(f.values[0], offset)), mul_odd(at(f.values[1], offset)), add_even(at(f.values[2], offset)),
+        add_odd(at(f.values[3], offset)), shift_even(at(f.values[4], offset)), shift_odd(at(f.values[5], offset)) {}
+
+  /// folded_round of each lane, before the clamp: two pmuldq, two 64-bit adds, two
+  /// arithmetic shifts and an interleave (~8 instructions per 16 outputs on AVX-512,
+  /// against fixed_batch's ~17).
+  XQUANT_SIMD_INLINE i32<A> operator()(i32<A> acc) const noexcept {
+    const u64<A> even = xsimd::bitwise_cast<u64<A>>(acc);
+    const u64<A> odd = even >> 32;
+    const u64<A> q_even = simd::sra_lanes(simd::mul_even_i32(even, mul_even) + add_even, shift_even);
+    const u64<A> q_odd = simd::sra_lanes(simd::mul_even_i32(odd, mul_odd) + add_odd, shift_odd);
+    return simd::interleave_low_halves(q_even, q_odd);
+  }
+
+ private:
+  static u64<A> at(const std::int64_t* v, std::size_t offset) noexcept {
+    return u64<A>::load_unaligned(reinterpret_cast<const std::uint64_t*>(v) + offset / 2);
+  }
+};
 
 // ---- float ----
 

@@ -145,7 +145,7 @@ TEST_CASE("requant fold: uint8_dot_bound is 255 * sum |w| and is reached") {
   CHECK(uint8_dot_bound(w.data(), 0) == 0);
 }
 
-TEST_CASE("requant fold: folded_batch equals folded_round on every runnable arch") {
+TEST_CASE("requant fold: folded_lanes equals folded_round on every runnable arch") {
   std::mt19937 rng(5);
   int archs = 0;
   simd::for_each_arch(xquant_test::tested_archs{}, [&](auto arch) {
@@ -157,6 +157,8 @@ TEST_CASE("requant fold: folded_batch equals folded_round on every runnable arch
     for (int trial = 0; trial < 400; ++trial) {
       std::vector<folded_requant> f(width);
       std::vector<std::int64_t> bounds(width);
+      kernels::detail::folded_channels<2 * width> lanes_of;  // the batch at entry offset (2, 4, ...)
+      const std::size_t offset = 2 * (trial % (width / 2 + 1));
       for (std::size_t l = 0; l < width; ++l) {
         std::optional<folded_requant> one;
         while (!one) {
@@ -165,13 +167,13 @@ TEST_CASE("requant fold: folded_batch equals folded_round on every runnable arch
           one = fold_requant(c.m.multiplier, c.m.shift, c.bias, c.bound, c.zp);
         }
         f[l] = *one;
+        lanes_of.set(offset + l, f[l]);
       }
       alignas(64) std::int32_t acc[width], got[width];
       for (std::size_t l = 0; l < width; ++l)
         acc[l] = static_cast<std::int32_t>(std::uniform_int_distribution<std::int64_t>(-bounds[l], bounds[l])(rng));
       if (trial % 4 == 0) acc[trial / 4 % width] = static_cast<std::int32_t>(-bounds[trial / 4 % width]);
-      const auto k = kernels::detail::folded_lanes_of<A>(f.data());
-      kernels::detail::folded_batch(i32::load_aligned(acc), k).store_aligned(got);
+      kernels::detail::folded_lanes<A>(lanes_of, offset)(i32::load_aligned(acc)).store_aligned(got);
       for (std::size_t l = 0; l < width; ++l) {
         if (got[l] != folded_round(acc[l], f[l])) {
           FAIL_CHECK(A::name(), " lane ", l, " acc ", acc[l], ": ", got[l], " vs ", folded_round(acc[l], f[l]));

@@ -74,15 +74,14 @@ inline depthwise_packed pack_depthwise3x3(std::span<const std::int8_t> weights, 
   depthwise_packed p;
   p.channels = c;
   p.weights.resize(9 * c);
+  p.bound.resize(c);
   for (std::size_t ch = 0; ch < c; ++ch) {
     check<value_error>(bias[ch] >= -max_depthwise_bias && bias[ch] <= max_depthwise_bias, "depthwise 3x3: bias[", ch,
                        "] = ", bias[ch], " is outside [-2^30, 2^30]");
     for (std::size_t tap = 0; tap < 9; ++tap) p.weights[tap * c + ch] = weights[ch * 9 + tap];
+    p.bound[ch] = std::abs(std::int64_t{bias[ch]}) + uint8_dot_bound(weights.data() + ch * 9, 9);
   }
   p.bias.assign(bias.begin(), bias.end());
-  p.bound.resize(c);
-  for (std::size_t ch = 0; ch < c; ++ch)
-    p.bound[ch] = std::abs(std::int64_t{bias[ch]}) + uint8_dot_bound(weights.data() + ch * 9, 9);
   p.zero_point = static_cast<std::uint8_t>(input_zero_point);
   return p;
 }
@@ -123,44 +122,11 @@ struct fixed_requant {
   }
 };
 
-/// Folded constants of up to `chunk` channels, stored ready for lane loads: the even and
-/// odd channels of each quantity apart (a batch at channel c, c even, reads entries c / 2 on).
-struct folded_chunk {
-  static constexpr std::size_t chunk = 256;
-  alignas(64) std::int64_t values[6][chunk / 2];  // multiplier, addend, shift; even then odd
+/// Channels per chunk of folded constants (6 KB on the stack).
+inline constexpr std::size_t folded_chunk = 256;
 
-  /// Folds channels [c0, c1) (c1 - c0 <= chunk); false if any channel does not fold.
-  bool fold(const depthwise_packed& w, const requant_channel_args& rq, std::size_t c0, std::size_t c1) noexcept {
-    if (w.bound.size() != w.channels) return false;  // not from pack_depthwise3x3
-    for (std::size_t ch = c0; ch < c1; ++ch) {
-      const auto f = fold_requant(rq.multiplier[ch], rq.shift[ch], 0, w.bound[ch], rq.zero_point);
-      if (!f) return false;
-      const std::size_t i = (ch - c0) / 2, odd = (ch - c0) % 2;
-      values[0 + odd][i] = f->multiplier;
-      values[2 + odd][i] = f->addend;
-      values[4 + odd][i] = f->shift;
-    }
-    return true;
-  }
-};
-
-/// The folded requantization of the batch of channels at c0 + offset of a folded_chunk.
-template <class A>
-struct folded_requant_batch {
-  using u64 = kernels::detail::u64<A>;
-  u64 mul_even, mul_odd, add_even, add_odd, shift_even, shift_odd;
-  folded_requant_batch(const folded_chunk& f, std::size_t offset) noexcept
-      : mul_even(load(f.values[0], offset)), mul_odd(load(f.values[1], offset)), add_even(load(f.values[2], offset)),
-        add_odd(load(f.values[3], offset)), shift_even(load(f.values[4], offset)), shift_odd(load(f.values[5], offset)) {}
-  XQUANT_SIMD_INLINE xsimd::batch<std::int32_t, A> operator()(xsimd::batch<std::int32_t, A> acc) const noexcept {
-    return kernels::detail::folded_batch(acc, mul_even, mul_odd, add_even, add_odd, shift_even, shift_odd);
-  }
-  static u64 load(const std::int64_t* v, std::size_t offset) noexcept {
-    return u64::load_unaligned(reinterpret_cast<const std::uint64_t*>(v) + offset / 2);
-  }
-};
-
-/// Channels [c, c + batch) of one output row, requantized by `requant` (one of the two above).
+/// Channels [c, c + batch) of one output row, requantized by `requant` (fixed_requant above
+/// or kernels::detail::folded_lanes).
 template <class A, class Requant>
 void depthwise_block(const depthwise_row& row, std::size_t c, const depthwise_packed& w, const Requant requant,
                      int qmin, int qmax) noexcept {
@@ -237,10 +203,11 @@ void depthwise3x3(const std::uint8_t* x, const depthwise_geometry& g, const dept
   for (std::size_t kh = 0; kh < 3; ++kh) {
     for (std::size_t kw = 0; kw < 3; ++kw) row.offset[kh * 3 + kw] = kh * framed_row + kw * c;
   }
-  detail::folded_chunk folds;  // 6 KB
-  for (std::size_t c0 = 0; c0 < c; c0 += detail::folded_chunk::chunk) {
-    const std::size_t c1 = std::min(c, c0 + detail::folded_chunk::chunk);
-    const bool folded = folds.fold(w, rq, c0, c1);
+  kernels::detail::folded_channels<detail::folded_chunk> folds;
+  for (std::size_t c0 = 0; c0 < c; c0 += detail::folded_chunk) {
+    const std::size_t c1 = std::min(c, c0 + detail::folded_chunk);
+    // (The bias starts the accumulator, so it is folded as 0; bound holds it.)
+    const bool folded = w.bound.size() == c && folds.fold(rq, nullptr, w.bound.data(), c0, c1 - c0);
     for (std::size_t n = 0; n < g.in.n; ++n) {
       if (c0 == 0 || g.in.n > 1) frame_image(x, g.in, n, depthwise_frame, w.zero_point, scratch);
       for (std::size_t oh = 0; oh < g.out_h; ++oh) {
@@ -251,7 +218,7 @@ void depthwise3x3(const std::uint8_t* x, const depthwise_geometry& g, const dept
               using A = decltype(arch);
               using i32 = xsimd::batch<std::int32_t, A>;
               if (folded) {
-                detail::depthwise_block<A>(row, cb, w, detail::folded_requant_batch<A>(folds, cb - c0), rq.qmin,
+                detail::depthwise_block<A>(row, cb, w, kernels::detail::folded_lanes<A>(folds, cb - c0), rq.qmin,
                                            rq.qmax);
               } else if (xsimd::any(i32::load_unaligned(rq.shift + cb) < i32(32))) {
                 detail::depthwise_block<A>(row, cb, w, detail::fixed_requant<true, A>(rq, cb), rq.qmin, rq.qmax);

@@ -7,7 +7,7 @@
 // Epilogue. The per-channel constants are derived once per panel of 64 columns and reused
 // by every row tile of the panel. Where the packed weights' accumulator bounds allow it
 // (always, for real layers) they are the folded form of requant_fold.hpp: bias, rounding
-// and zero point in one 64-bit multiply-add and shift per lane (detail::folded_batch, about
+// and zero point in one 64-bit multiply-add and shift per lane (detail::folded_lanes, about
 // half the instructions; on mobilenet, whose 1x1 layers have K = 16-144, the epilogue was
 // a third of the int8 time). Otherwise they are those of kernels/requantize.hpp
 // (fixed_lanes: multipliers, shifts, rounding biases, clamp limits), from copies of the
@@ -106,7 +106,7 @@ struct panel_epilogue {
   /// when every column of the panel folds for the weights' accumulator bounds, which is
   /// the rule for real layers; otherwise the unfolded fixed-point constants.
   bool folded = false;
-  kernels::detail::folded_lanes<RA> folds[vectors];
+  kernels::detail::folded_channels<panel_cols> folds;
   alignas(64) std::int32_t bias[panel_cols];
   kernels::detail::fixed_lanes<RA, kernels::detail::u64<RA>> lanes[vectors];
   int qmin, qmax;
@@ -118,7 +118,7 @@ struct panel_epilogue {
                std::size_t cols) noexcept {
     qmin = rq.qmin;
     qmax = rq.qmax;
-    folded = fold(b, rq, bound, col0, cols);
+    folded = bound != nullptr && folds.fold(rq, b, bound, col0, cols);
     if (folded) return;
     alignas(64) std::int32_t multiplier[panel_cols], shift[panel_cols];
     for (std::size_t c = 0; c < panel_cols; ++c) {
@@ -145,7 +145,6 @@ struct panel_epilogue {
   /// alias anything, so constants read through `this` would be reloaded after each store.
   template <std::size_t MR, std::size_t NV>
   [[gnu::noinline]] void store_tile(const std::int32_t* acc, const tile_job& job) const noexcept {
-    using u64 = kernels::detail::u64<RA>;
     const int lo = qmin, hi = qmax;
     const std::size_t ldc = job.ldc;
     // Full tiles whose vectors lie in C as runs of 4 (a row of a 64-column tile, or any
@@ -157,15 +156,10 @@ struct panel_epilogue {
       const std::int32_t* sums = acc + j * width;
       std::uint8_t* out = job.c + j * width;
       if (folded) {
-        // The constants as separate locals: GCC 12 keeps a struct copy on the stack.
-        const u64 mul_even = folds[v].mul_even, mul_odd = folds[v].mul_odd, add_even = folds[v].add_even,
-                  add_odd = folds[v].add_odd, shift_even = folds[v].shift_even, shift_odd = folds[v].shift_odd;
+        const kernels::detail::folded_lanes<RA> k(folds, v * width);  // by value: in registers
 #pragma GCC unroll 8
-        for (std::size_t i = 0; i < MR; ++i) {
-          const i32 q = kernels::detail::folded_batch(i32::load_aligned(sums + i * NV * width), mul_even, mul_odd,
-                                                      add_even, add_odd, shift_even, shift_odd);
-          store_row(out + i * ldc, q, valid, lo, hi);
-        }
+        for (std::size_t i = 0; i < MR; ++i)
+          store_row(out + i * ldc, k(i32::load_aligned(sums + i * NV * width)), valid, lo, hi);
       } else {
         const auto k = lanes[v];
         const i32 b = i32::load_aligned(bias + v * width);
@@ -183,16 +177,11 @@ struct panel_epilogue {
   /// rows are the tile's width (ldc == NV * width: the whole tile is contiguous).
   template <std::size_t MR, std::size_t NV>
   void store_grouped(const std::int32_t* acc, const tile_job& job) const noexcept {
-    using u64 = kernels::detail::u64<RA>;
     const int lo = qmin, hi = qmax;
     const std::size_t ldc = job.ldc;
-    u64 mul_even[NV], mul_odd[NV], add_even[NV], add_odd[NV], shift_even[NV], shift_odd[NV];
+    kernels::detail::folded_lanes<RA> k[NV];
 #pragma GCC unroll 4
-    for (std::size_t j = 0; j < NV; ++j) {
-      const auto& f = folds[job.v0 + j];
-      mul_even[j] = f.mul_even, mul_odd[j] = f.mul_odd, add_even[j] = f.add_even, add_odd[j] = f.add_odd;
-      shift_even[j] = f.shift_even, shift_odd[j] = f.shift_odd;
-    }
+    for (std::size_t j = 0; j < NV; ++j) k[j] = kernels::detail::folded_lanes<RA>(folds, (job.v0 + j) * width);
     // (Loops, not a lambda: GCC 12 left the lambda out of line, reading the constants
     // through its captures, and the tile ran slower than with single-vector stores.)
     constexpr std::size_t total = MR * NV, groups = total / 4;
@@ -202,32 +191,16 @@ struct panel_epilogue {
 #pragma GCC unroll 4
       for (std::size_t t = 0; t < 4; ++t) {
         const std::size_t f = 4 * g + t, j = f % NV;
-        q[t] = kernels::detail::folded_batch(i32::load_aligned(acc + f * width), mul_even[j], mul_odd[j], add_even[j],
-                                             add_odd[j], shift_even[j], shift_odd[j]);
+        q[t] = k[j](i32::load_aligned(acc + f * width));
       }
       simd::store_clamped_u8x4<RA>(NV == 4 ? job.c + g * ldc : job.c + 4 * g * width, q, lo, hi);
     }
 #pragma GCC unroll 4
     for (std::size_t f = 4 * groups; f < total; ++f) {
       const std::size_t j = f % NV;
-      const i32 q = kernels::detail::folded_batch(i32::load_aligned(acc + f * width), mul_even[j], mul_odd[j],
-                                                  add_even[j], add_odd[j], shift_even[j], shift_odd[j]);
-      simd::store_clamped<std::uint8_t, RA>(job.c + f / NV * ldc + j * width, q, lo, hi);
+      simd::store_clamped<std::uint8_t, RA>(job.c + f / NV * ldc + j * width, k[j](i32::load_aligned(acc + f * width)),
+                                            lo, hi);
     }
-  }
-
-  bool fold(const std::int32_t* b, const requant_channel_args& rq, const std::int64_t* bound, std::size_t col0,
-            std::size_t cols) noexcept {
-    if (bound == nullptr) return false;
-    folded_requant f[panel_cols];  // padding columns: the default, 0 * acc + 0
-    for (std::size_t c = 0; c < cols; ++c) {
-      const auto one = fold_requant(rq.multiplier[col0 + c], rq.shift[col0 + c], b ? b[col0 + c] : 0,
-                                    bound[col0 + c], rq.zero_point);
-      if (!one) return false;
-      f[c] = *one;
-    }
-    for (std::size_t v = 0; v * width < cols; ++v) folds[v] = kernels::detail::folded_lanes_of<RA>(f + v * width);
-    return true;
   }
 
   /// Clamps, narrows and stores the first `valid` lanes of q (all when valid >= width).
