@@ -22,18 +22,6 @@ namespace {
 
 constexpr float inf = std::numeric_limits<float>::infinity();
 
-template <class F>
-int for_each_runnable_arch(F&& f) {
-  int count = 0;
-  simd::for_each_arch(xquant_test::tested_archs{}, [&](auto arch) {
-    if (simd::available<decltype(arch)>()) {
-      f(arch);
-      ++count;
-    }
-  });
-  return count;
-}
-
 /// "" when the float arrays are equal bit for bit, else the first difference.
 std::string bit_difference(const std::vector<float>& a, const std::vector<float>& b) {
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -111,7 +99,7 @@ TEST_CASE("kernels::fake_quant: the reference is ONNX quantize then dequantize")
 
 TEST_CASE("kernels::fake_quant: every arch equals the reference, any offset and length") {
   case_gen gen(2);
-  const int archs = for_each_runnable_arch([&](auto arch) {
+  const int archs = xquant_test::for_each_runnable_arch([&](auto arch) {
     using A = decltype(arch);
     CAPTURE(A::name());
     for (int t = 0; t < 300; ++t) {
@@ -138,7 +126,7 @@ TEST_CASE("kernels::fake_quant: every arch equals the reference, any offset and 
 
 TEST_CASE("kernels::fake_quant: a NaN anywhere is reported") {
   case_gen gen(3);
-  for_each_runnable_arch([&](auto arch) {
+  xquant_test::for_each_runnable_arch([&](auto arch) {
     using A = decltype(arch);
     const fake_quant_args a = gen.args();
     for (std::size_t bit0 : {0u, 3u}) {
@@ -155,7 +143,7 @@ TEST_CASE("kernels::fake_quant: a NaN anywhere is reported") {
 
 TEST_CASE("kernels::masked_add and masked_copy: every arch equals the reference, -0.0 kept outside the mask") {
   case_gen gen(4);
-  for_each_runnable_arch([&](auto arch) {
+  xquant_test::for_each_runnable_arch([&](auto arch) {
     using A = decltype(arch);
     for (int t = 0; t < 200; ++t) {
       const std::size_t n = static_cast<std::size_t>(gen.uniform(0, 300));
@@ -184,7 +172,7 @@ TEST_CASE("kernels::masked_add and masked_copy: every arch equals the reference,
 
 TEST_CASE("kernels::min_max: every arch equals the reference, NaN and infinities") {
   case_gen gen(5);
-  for_each_runnable_arch([&](auto arch) {
+  xquant_test::for_each_runnable_arch([&](auto arch) {
     using A = decltype(arch);
     for (int t = 0; t < 200; ++t) {
       const std::size_t n = static_cast<std::size_t>(gen.uniform(0, 500));
@@ -210,7 +198,7 @@ TEST_CASE("kernels::min_max: every arch equals the reference, NaN and infinities
 }
 
 TEST_CASE("kernels::fake_quant: lane bits, the movemask overloads and the portable fallback agree") {
-  for_each_runnable_arch([&](auto arch) {
+  xquant_test::for_each_runnable_arch([&](auto arch) {
     using A = decltype(arch);
     using namespace fake_quant_detail;
     constexpr std::size_t w = f32<A>::size;

@@ -102,19 +102,11 @@ bool within_tolerance(const product<T>& p, const std::vector<T>& got, const std:
   return true;
 }
 
-/// Every arch this binary has and the CPU can run.
-template <class F>
-void for_each_available_arch(F&& f) {
-  simd::for_each_arch(xquant_test::tested_archs{}, [&](auto arch) {
-    if (simd::available<decltype(arch)>()) f(arch);
-  });
-}
-
 /// Runs p on every available arch against one reference result.
 template <class T>
 void check_all_archs(const product<T>& p) {
   const std::vector<double> want = p.expected();
-  for_each_available_arch([&](auto arch) {
+  xquant_test::for_each_runnable_arch([&](auto arch) {
     using Arch = decltype(arch);
     std::string where;
     const bool ok = within_tolerance(p, p.template run<Arch>(), want, where);
@@ -173,7 +165,7 @@ TEST_CASE_TEMPLATE("gemm: larger products, alpha and beta, padded leading dimens
 TEST_CASE_TEMPLATE("gemm: small cache blocks (several mc, kc, nc blocks per product)", T, float, double) {
   // The default blocks exceed these products: force blocks of a few tiles, so that every
   // loop of the driver runs several times and ends on a partial block.
-  for_each_available_arch([](auto arch) {
+  xquant_test::for_each_runnable_arch([](auto arch) {
     using Arch = decltype(arch);
     using t = gemm_detail::tile<T, Arch>;
     const gemm_detail::blocking bl{2 * t::mr, 7, 2 * t::nr};
@@ -336,7 +328,7 @@ TEST_CASE_TEMPLATE("gemm_indexed: the same bits as gemm on the materialised B, e
     for (bool trans_b : {false, true}) {
       const indexed_b<T> b(trans_b ? s.n : s.k, trans_b ? s.k : s.n, seed++);
       const product<T> p(seed % 2 == 0, trans_b, s.m, s.n, s.k, T(0.75), seed % 3 == 0 ? T(0) : T(0.5), 2, seed);
-      for_each_available_arch([&](auto arch) {
+      xquant_test::for_each_runnable_arch([&](auto arch) {
         using Arch = decltype(arch);
         std::vector<T> plain = p.c, indexed = p.c;
         gemm<Arch>(p.ta, trans_b, s.m, s.n, s.k, p.alpha, p.a.data(), p.lda, b.dense.data(), b.row_len, p.beta,

@@ -143,19 +143,6 @@ struct generator {
 
 // ---- SIMD vs reference --------------------------------------------------------------------
 
-/// Calls f(Arch{}) for every arch compiled in that this CPU can run; returns how many.
-template <class F>
-int for_each_runnable_arch(F&& f) {
-  int count = 0;
-  simd::for_each_arch(xquant_test::tested_archs{}, [&](auto arch) {
-    if (simd::available<decltype(arch)>()) {
-      f(arch);
-      ++count;
-    }
-  });
-  return count;
-}
-
 /// "" when equal, else a description of the first difference.
 template <class Out>
 std::string first_difference(const std::vector<std::int32_t>& acc, const std::vector<Out>& want,
@@ -213,7 +200,7 @@ void compare_per_channel(generator& g, std::size_t rows, std::size_t channels) {
 
 template <class Out>
 void compare_all_archs(unsigned seed) {
-  const int archs = for_each_runnable_arch([&](auto arch) {
+  const int archs = xquant_test::for_each_runnable_arch([&](auto arch) {
     using Arch = decltype(arch);
     generator g(seed);
     for (std::size_t n = 0; n <= 70; ++n) compare_per_tensor<Arch, Out>(g, n);
@@ -234,7 +221,7 @@ void check_case(std::int32_t acc, float scale, int zp, int qmin, int qmax, int w
   CHECK(int{reference::requantize_fixed<Out>(acc, a.multiplier, a.shift, zp, qmin, qmax)} == want_fixed);
   CHECK(int{reference::requantize_float<Out>(acc, scale, zp, qmin, qmax)} == want_float);
   const std::vector<std::int32_t> accs(70, acc);
-  for_each_runnable_arch([&](auto arch) {
+  xquant_test::for_each_runnable_arch([&](auto arch) {
     using Arch = decltype(arch);
     INFO("arch ", Arch::name());
     std::vector<Out> out(accs.size());

@@ -18,4 +18,17 @@ using tested_archs = xsimd::arch_list<xsimd::fma3<xsimd::avx2>, xsimd::sse2>;
 using tested_archs = xquant::simd::compiled_archs;
 #endif
 
+/// Calls f(Arch{}) for every arch of tested_archs this CPU can run; returns how many.
+template <class F>
+int for_each_runnable_arch(F&& f) {
+  int count = 0;
+  xquant::simd::for_each_arch(tested_archs{}, [&](auto arch) {
+    if (xquant::simd::available<decltype(arch)>()) {
+      f(arch);
+      ++count;
+    }
+  });
+  return count;
+}
+
 }  // namespace xquant_test

@@ -6,10 +6,13 @@
 #include <cmath>
 #include <cstring>
 #include <cstddef>
+#include <filesystem>
 #include <numeric>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 
@@ -106,6 +109,18 @@ struct threads_guard {
   ~threads_guard() { xquant::set_num_threads(1); }
   threads_guard(const threads_guard&) = delete;
   threads_guard& operator=(const threads_guard&) = delete;
+};
+
+/// A checkpoint path in the temp directory (tagged, per process), removed at the end of the
+/// scope.
+struct temp_file {
+  std::filesystem::path path;
+  explicit temp_file(const std::string& tag)
+      : path(std::filesystem::temp_directory_path() /
+             ("xquant_nn_" + tag + "_" + std::to_string(::getpid()) + ".xqckpt")) {}
+  ~temp_file() { std::filesystem::remove(path); }
+  temp_file(const temp_file&) = delete;
+  temp_file& operator=(const temp_file&) = delete;
 };
 
 }  // namespace nn_test

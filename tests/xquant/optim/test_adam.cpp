@@ -39,13 +39,13 @@ struct adam_reference {
   }
 };
 
-array<float> to_float(const std::vector<double>& v) {
+array<float> to_float_array(const std::vector<double>& v) {
   array<float> a = array<float>::from_shape({v.size()});
   for (std::size_t i = 0; i < v.size(); ++i) a(i) = static_cast<float>(v[i]);
   return a;
 }
 
-std::vector<double> gradient_at(int step, std::size_t n) {
+std::vector<double> adam_gradient_at(int step, std::size_t n) {
   std::vector<double> g(n);
   for (std::size_t j = 0; j < n; ++j) {
     g[j] = std::cos(0.9 * step + 1.1 * static_cast<double>(j)) * (0.2 + 0.3 * static_cast<double>(j));
@@ -56,12 +56,12 @@ std::vector<double> gradient_at(int step, std::size_t n) {
 template <class Opt, class Options>
 void run_against_reference(const Options& o, bool decoupled, int steps) {
   const std::vector<double> w0 = {1.0, -2.0, 0.5, 0.25, -0.125, 3.0};
-  variable w(to_float(w0), true);
+  variable w(to_float_array(w0), true);
   Opt opt({{"w", &w}}, o);
   adam_reference ref{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, decoupled, w0, {}, {}};
   for (int s = 0; s < steps; ++s) {
-    const auto g = gradient_at(s, w0.size());
-    w.grad() = to_float(g);
+    const auto g = adam_gradient_at(s, w0.size());
+    w.grad() = to_float_array(g);
     opt.step();
     std::vector<double> g_seen(g.size());
     for (std::size_t j = 0; j < g.size(); ++j) g_seen[j] = static_cast<float>(g[j]);

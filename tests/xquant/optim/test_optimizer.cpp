@@ -22,9 +22,9 @@ struct unit : nn::module {
   variable forward(const variable& x) override { return x; }
 };
 
-struct net : nn::module {
+struct two_layer_net : nn::module {
   unit fc1, fc2;
-  net() {
+  two_layer_net() {
     register_module("fc1", fc1);
     register_module("fc2", fc2);
   }
@@ -34,7 +34,7 @@ struct net : nn::module {
 }  // namespace
 
 TEST_CASE("optimizer state is named after the module's parameters") {
-  net model;
+  two_layer_net model;
   SUBCASE("sgd with momentum") {
     optim::sgd opt(model.parameters(), {.lr = 0.1, .momentum = 0.9});
     CHECK(opt.type() == "sgd");
@@ -78,7 +78,7 @@ TEST_CASE("writing through state() and counters() changes what the next step doe
 }
 
 TEST_CASE("zero_grad keeps the gradient buffers and zero-fills them") {
-  net model;
+  two_layer_net model;
   optim::sgd opt(model.parameters(), {.lr = 0.1});
   model.fc1.weight.grad() = array<float>({2, 3}, 1.0f);
   const float* before = model.fc1.weight.grad().data();

@@ -17,18 +17,11 @@
 
 namespace int8_test {
 
-/// Calls f(Arch{}) for every arch compiled in that this CPU can run; returns how many.
-template <class F>
-int for_each_runnable_arch(F&& f) {
-  int count = 0;
-  xquant::simd::for_each_arch(xquant_test::tested_archs{}, [&](auto arch) {
-    if (xquant::simd::available<decltype(arch)>()) {
-      f(arch);
-      ++count;
-    }
-  });
-  return count;
-}
+using xquant_test::for_each_runnable_arch;
+
+/// Fills output bytes around and after what a kernel may write (ASan and the checks see
+/// writes past the end).
+constexpr std::uint8_t sentinel = 0xA5;
 
 /// Channel and pixel counts around the batch widths: 1..10, 15..17, 31..33, 63..65.
 inline std::vector<std::size_t> odd_sizes() {

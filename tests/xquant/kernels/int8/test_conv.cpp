@@ -19,11 +19,11 @@ using int8::im2col_geometry;
 
 namespace {
 
-constexpr std::uint8_t sentinel = 0xA5;
+using int8_test::sentinel;
 
 /// One convolution with random data: the input ends right after its last byte and the
 /// output is followed by a sentinel (ASan and the check see reads and writes past them).
-struct conv_case {
+struct int8_conv_case {
   im2col_geometry g;
   std::size_t n;
   std::uint8_t zp;
@@ -33,7 +33,7 @@ struct conv_case {
   requant_channel_params rq;
   int8::packed_weights packed;
 
-  conv_case(const im2col_geometry& geometry, std::size_t channels, bool per_channel, unsigned seed)
+  int8_conv_case(const im2col_geometry& geometry, std::size_t channels, bool per_channel, unsigned seed)
       : g(geometry), n(channels) {
     int8_test::generator gen(seed);
     zp = static_cast<std::uint8_t>(gen.uniform(0, 255));
@@ -77,7 +77,7 @@ struct conv_case {
 
 /// The generic path of every runnable arch and each VNNI path this machine runs must equal
 /// the reference bit for bit; returns how many paths ran.
-int check_all_paths(const conv_case& c) {
+int check_all_paths(const int8_conv_case& c) {
   const std::vector<std::uint8_t> want = c.expected();
   int ran = 0;
   int8_test::for_each_runnable_arch([&](auto arch) {
@@ -125,7 +125,7 @@ TEST_CASE("int8 conv: widened kernel rows, scratch size and packed weights") {
 
 TEST_CASE("int8 conv: check_conv_args rejects weights packed for another window") {
   const auto g4 = int8::make_im2col_geometry({1, 5, 5, 4}, 3, 3, 1, 1, 1, 1);
-  const conv_case ok(g4, 8, true, 2);
+  const int8_conv_case ok(g4, 8, true, 2);
   std::vector<std::uint8_t> out(g4.rows() * 8), scratch(int8::implicit_conv_scratch(g4));
   CHECK_NOTHROW(int8::check_conv_args(ok.x.data(), g4, ok.packed, ok.rq.args(), out.data(), scratch.data()));
   const auto g8 = int8::make_im2col_geometry({1, 5, 5, 8}, 3, 3, 1, 1, 1, 1);
@@ -156,12 +156,12 @@ TEST_CASE("int8 conv: every path equals im2col + the reference GEMM on odd sizes
       for (std::size_t stride : {1, 2}) {
         const std::size_t n = outputs[(seed * 7) % outputs.size()];
         const auto g = int8::make_im2col_geometry({2, h, w, c}, 3, 3, stride, stride, 1, 1);
-        CHECK(check_all_paths(conv_case(g, n, seed % 2 == 0, seed)) >= 1);
+        CHECK(check_all_paths(int8_conv_case(g, n, seed % 2 == 0, seed)) >= 1);
         ++seed;
         ++cases;
       }
       const auto shortcut = int8::make_im2col_geometry({1, h, w, c}, 1, 1, 2, 2, 0, 0);
-      CHECK(check_all_paths(conv_case(shortcut, outputs[seed % outputs.size()], true, seed)) >= 1);
+      CHECK(check_all_paths(int8_conv_case(shortcut, outputs[seed % outputs.size()], true, seed)) >= 1);
       ++seed;
       ++cases;
     }
@@ -173,7 +173,7 @@ TEST_CASE("int8 conv: every path equals im2col + the reference GEMM on odd sizes
       int8::make_im2col_geometry({1, 1, 1, 8}, 3, 3, 1, 1, 1, 1), int8::make_im2col_geometry({2, 7, 5, 3}, 3, 2, 2, 1, 1, 0),
       int8::make_im2col_geometry({1, 8, 8, 5}, 5, 5, 2, 2, 2, 2), int8::make_im2col_geometry({1, 4, 9, 1}, 1, 3, 1, 2, 0, 1)};
   for (const auto& g : uneven) {
-    for (std::size_t n : {1, 17, 65}) CHECK(check_all_paths(conv_case(g, n, true, seed++)) >= 1);
+    for (std::size_t n : {1, 17, 65}) CHECK(check_all_paths(int8_conv_case(g, n, true, seed++)) >= 1);
     cases += 3;
   }
   MESSAGE(cases, " convolutions");
@@ -182,7 +182,7 @@ TEST_CASE("int8 conv: every path equals im2col + the reference GEMM on odd sizes
 TEST_CASE("int8 conv: extreme inputs and weights do not saturate") {
   // A = 255 everywhere with W = -128: the largest-magnitude sums the paths can see.
   const auto g = int8::make_im2col_geometry({1, 7, 7, 64}, 3, 3, 1, 1, 1, 1);
-  conv_case c(g, 32, true, 7);
+  int8_conv_case c(g, 32, true, 7);
   std::fill(c.x.begin(), c.x.end(), std::uint8_t{255});
   std::fill(c.w.begin(), c.w.end(), std::int8_t{-128});
   c.zp = 255;

@@ -10,6 +10,7 @@
 
 #include "xquant/kernels/int8/gemm.hpp"
 #include "xquant/kernels/reference/int8/gemm.hpp"
+#include "int8_test_support.hpp"
 #include "xquant/kernels/requant_args.hpp"
 #include "xquant/kernels/requant_fold.hpp"
 #include "xquant/kernels/simd.hpp"
@@ -22,9 +23,8 @@ namespace {
 
 // Around 1..10 and both sides of the vector widths (4, 8, 16), the tile widths (8, 16, 64)
 // and the k group (4).
-const std::vector<std::size_t> awkward = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 16, 17, 31, 32, 33, 63, 64, 65};
 
-constexpr std::uint8_t sentinel = 0xA5;
+using int8_test::sentinel;
 
 enum class data_kind { random, extreme_low, extreme_high, extreme_mixed };
 
@@ -35,9 +35,9 @@ struct requant_kind {
   bool large_scales = false;  ///< some scales >= 1/2 (shift < 32: the SIMD clamp branch)
 };
 
-/// One product with its inputs; A ends right after its last element (ASan sees any read
+/// One int8_product with its inputs; A ends right after its last element (ASan sees any read
 /// past it), C has sentinels in its row gaps and one byte after its end.
-struct product {
+struct int8_product {
   std::size_t m, n, k, lda, ldc;
   std::vector<std::uint8_t> a, c;
   std::vector<std::int8_t> w;
@@ -46,7 +46,7 @@ struct product {
   int8::packed_weights packed;
   std::string name;
 
-  product(std::size_t m_, std::size_t n_, std::size_t k_, std::size_t pad, data_kind data, requant_kind rk,
+  int8_product(std::size_t m_, std::size_t n_, std::size_t k_, std::size_t pad, data_kind data, requant_kind rk,
           unsigned seed)
       : m(m_), n(n_), k(k_), lda(k_ + pad), ldc(n_ + (pad * 3) % 5) {
     std::mt19937 rng(seed);
@@ -106,16 +106,8 @@ struct product {
   }
 };
 
-/// Every arch this binary has and the CPU can run.
-template <class F>
-void for_each_available_arch(F&& f) {
-  simd::for_each_arch(xquant_test::tested_archs{}, [&](auto arch) {
-    if (simd::available<decltype(arch)>()) f(arch);
-  });
-}
-
 /// The first difference between got and want, or "".
-std::string first_difference(const product& p, const std::vector<std::uint8_t>& got,
+std::string first_difference(const int8_product& p, const std::vector<std::uint8_t>& got,
                              const std::vector<std::uint8_t>& want) {
   for (std::size_t i = 0; i < got.size(); ++i) {
     if (got[i] != want[i]) {
@@ -129,10 +121,10 @@ std::string first_difference(const product& p, const std::vector<std::uint8_t>& 
 /// Runs p on the generic path of every available arch and on every VNNI path this machine
 /// runs; each must equal the reference (and leave the sentinels) bit for bit. Returns how
 /// many paths ran.
-int check_all_paths(const product& p) {
+int check_all_paths(const int8_product& p) {
   const std::vector<std::uint8_t> want = p.expected();
   int ran = 0;
-  for_each_available_arch([&](auto arch) {
+  xquant_test::for_each_runnable_arch([&](auto arch) {
     const std::string diff = first_difference(p, p.run(int8::gemm_path::generic, arch), want);
     CHECK_MESSAGE(diff.empty(), "generic<", decltype(arch)::name(), "> ", diff);
     ++ran;
@@ -148,7 +140,7 @@ int check_all_paths(const product& p) {
 
 }  // namespace
 
-TEST_CASE("int8 gemm reference: hand-computed 2x2x3 product") {
+TEST_CASE("int8 gemm reference: hand-computed 2x2x3 int8_product") {
   // A = [1 2 3; 255 0 255], W = [1 -2 3; -1 0 127], bias = [14, -444], scales 2^-3 and
   // 2^-7, zero point 3:
   //   (0,0): 14 + 6 = 20,         20 / 8 = 2.5 -> 3 (tie away from zero), + 3 = 6
@@ -252,6 +244,7 @@ TEST_CASE("int8 gemm: every path equals the reference on awkward sizes, random d
   // (rotating, so every K meets many M and N), padded lda / ldc, per-channel and per-tensor.
   unsigned seed = 1;
   int products = 0;
+  const std::vector<std::size_t> awkward = int8_test::odd_sizes();
   for (std::size_t i = 0; i < awkward.size(); ++i) {
     for (std::size_t j = 0; j < awkward.size(); ++j) {
       for (std::size_t r = 0; r < 3; ++r) {
@@ -260,7 +253,7 @@ TEST_CASE("int8 gemm: every path equals the reference on awkward sizes, random d
         rk.per_channel = seed % 3 != 0;
         rk.narrow_clamp = seed % 5 == 0;
         rk.large_scales = seed % 7 == 0;
-        const product p(awkward[i], awkward[j], k, seed % 4 == 0 ? 0 : seed % 9, data_kind::random, rk, seed);
+        const int8_product p(awkward[i], awkward[j], k, seed % 4 == 0 ? 0 : seed % 9, data_kind::random, rk, seed);
         check_all_paths(p);
         ++seed;
         ++products;
@@ -271,7 +264,7 @@ TEST_CASE("int8 gemm: every path equals the reference on awkward sizes, random d
 }
 
 /// How many of p's columns the epilogue can fold (requant_fold.hpp) for its weights' bounds.
-std::size_t folding_columns(const product& p) {
+std::size_t folding_columns(const int8_product& p) {
   const requant_channel_args rq = p.rq.args();
   std::size_t count = 0;
   for (std::size_t c = 0; c < p.n; ++c) {
@@ -285,15 +278,15 @@ TEST_CASE("int8 gemm: the folded and the unfolded epilogue both equal the refere
   // Random data and the scales of a real layer: every column folds. Some scales >= 1/2
   // (ties possible): those panels keep the unfolded path. N = 150 is three panels, the
   // first all folded, the others with some scales made large, so one call uses both.
-  const product folded(37, 70, 91, 1, data_kind::random, requant_kind{}, 31);
+  const int8_product folded(37, 70, 91, 1, data_kind::random, requant_kind{}, 31);
   CHECK(folding_columns(folded) == folded.n);
   check_all_paths(folded);
   requant_kind large;
   large.large_scales = true;
-  const product unfolded(37, 70, 91, 1, data_kind::random, large, 32);
+  const int8_product unfolded(37, 70, 91, 1, data_kind::random, large, 32);
   CHECK(folding_columns(unfolded) < unfolded.n);
   check_all_paths(unfolded);
-  product mixed(23, 150, 64, 0, data_kind::random, requant_kind{}, 33);
+  int8_product mixed(23, 150, 64, 0, data_kind::random, requant_kind{}, 33);
   for (std::size_t c = 64; c < 150; c += 9) {
     mixed.rq.fixed.multiplier[c] = std::int32_t{3} << 29;  // scale 3/4
     mixed.rq.fixed.shift[c] = 31;
@@ -308,7 +301,7 @@ TEST_CASE("int8 gemm: the folded and the unfolded epilogue both equal the refere
     for (std::size_t pad : {0, 2}) {
       requant_kind rk;
       rk.narrow_clamp = seed % 2 == 0;  // the byte clamp of the grouped store
-      const product p(23, n, 40, pad, data_kind::random, rk, seed++);
+      const int8_product p(23, n, 40, pad, data_kind::random, rk, seed++);
       CHECK(folding_columns(p) == n);
       check_all_paths(p);
     }
@@ -317,15 +310,15 @@ TEST_CASE("int8 gemm: the folded and the unfolded epilogue both equal the refere
 
 TEST_CASE("int8 gemm: every K with a few M and N") {
   unsigned seed = 5000;
-  for (std::size_t k : awkward) {
+  for (std::size_t k : int8_test::odd_sizes()) {
     for (std::size_t mn : {std::size_t{1}, std::size_t{7}, std::size_t{65}}) {
       requant_kind rk;
       rk.narrow_clamp = seed % 2 == 0;
-      check_all_paths(product(mn, 130 - mn, k, 3, data_kind::random, rk, seed++));
+      check_all_paths(int8_product(mn, 130 - mn, k, 3, data_kind::random, rk, seed++));
     }
   }
   for (std::size_t k : {0u, 127u, 128u, 129u, 576u, 1027u}) {  // K = 0: C = requantize(bias)
-    check_all_paths(product(13, 70, k, 1, data_kind::random, requant_kind{}, seed++));
+    check_all_paths(int8_product(13, 70, k, 1, data_kind::random, requant_kind{}, seed++));
   }
 }
 
@@ -337,7 +330,7 @@ TEST_CASE("int8 gemm: extreme values (A = 255, W = -128 or 127) do not saturate"
       for (bool per_channel : {true, false}) {
         requant_kind rk;
         rk.per_channel = per_channel;
-        const product p(9, 33, k, 2, data, rk, seed++);
+        const int8_product p(9, 33, k, 2, data, rk, seed++);
         check_all_paths(p);
       }
     }
@@ -353,13 +346,13 @@ TEST_CASE("int8 gemm: accumulators wrap modulo 2^32 like the reference") {
     for (bool large : {false, true}) {
       requant_kind rk;
       rk.large_scales = large;
-      check_all_paths(product(m, 64, 70000, 0, data_kind::extreme_low, rk, 77));
+      check_all_paths(int8_product(m, 64, 70000, 0, data_kind::extreme_low, rk, 77));
     }
   }
 }
 
 TEST_CASE("int8 gemm: null bias is zero and gemm<Arch> takes its default path") {
-  product p(11, 40, 37, 2, data_kind::random, requant_kind{}, 123);
+  int8_product p(11, 40, 37, 2, data_kind::random, requant_kind{}, 123);
   std::fill(p.bias.begin(), p.bias.end(), 0);
   const std::vector<std::uint8_t> want = p.expected();
   std::vector<std::uint8_t> got = p.c;
@@ -386,8 +379,8 @@ TEST_CASE("int8 gemm: runs_here agrees with the compiler's CPU detection") {
 }
 
 TEST_CASE("int8 gemm: M = 0 and N = 0 write nothing") {
-  const product p(0, 5, 7, 1, data_kind::random, requant_kind{}, 3);
+  const int8_product p(0, 5, 7, 1, data_kind::random, requant_kind{}, 3);
   CHECK(p.run(int8::gemm_path::generic, simd::default_arch{}) == p.c);
-  const product q(4, 0, 7, 1, data_kind::random, requant_kind{}, 4);
+  const int8_product q(4, 0, 7, 1, data_kind::random, requant_kind{}, 4);
   CHECK(q.run(int8::gemm_path::generic, simd::default_arch{}) == q.c);
 }

@@ -25,7 +25,7 @@ namespace {
 
 using act8 = scheme<unsigned_bits<8>, asymmetric>;
 using act8_axis1 = scheme<unsigned_bits<8>, asymmetric, per_axis<1>>;
-using w8 = scheme<narrow_bits<8>, symmetric, per_axis<0>>;
+using w8_per_channel = scheme<narrow_bits<8>, symmetric, per_axis<0>>;
 using w4_lsq = scheme<narrow_bits<4>, symmetric, per_axis<0>, lsq>;
 using a4_lsq = scheme<unsigned_bits<4>, asymmetric, lsq>;
 using a4 = scheme<unsigned_bits<4>, asymmetric>;
@@ -33,13 +33,6 @@ using a4 = scheme<unsigned_bits<4>, asymmetric>;
 array<float> batch(std::mt19937& rng, double lo, double hi, const shape_t& shape = {4, 3, 5, 5}) {
   return random_array<float>(shape, rng, lo, hi);
 }
-
-/// A checkpoint file in the temp directory, removed at the end of the scope.
-struct temp_file {
-  std::filesystem::path path = std::filesystem::temp_directory_path() /
-                               ("xquant_fake_quant_" + std::to_string(::getpid()) + ".xqckpt");
-  ~temp_file() { std::filesystem::remove(path); }
-};
 
 }  // namespace
 
@@ -173,7 +166,7 @@ TEST_CASE("fake_quant module: the checkpoint buffers are the parameters") {
   CHECK(*buffers[1].value == array<float>{float(p.zero_point[0])});
 
   // a checkpoint round trip restores them into a fresh module, whose eval forward uses them
-  temp_file file;
+  temp_file file("fake_quant");
   io::save_checkpoint(file.path, fq);
   nn::fake_quant<act8> restored;
   io::load_checkpoint(file.path, restored);
@@ -206,23 +199,23 @@ TEST_CASE("fake_quant module: the checkpoint buffers are the parameters") {
 
 TEST_CASE("weight_fake_quant: parameters follow the current weights, in training and in eval") {
   std::mt19937 rng(6);
-  nn::weight_fake_quant<w8> wq(4);
+  nn::weight_fake_quant<w8_per_channel> wq(4);
   variable w(batch(rng, -0.5, 0.5, {4, 3, 3, 3}), true);
   const variable y = wq(w);
-  const quant_params p = nn::weight_fake_quant<w8>::params_for(w.value());
-  minmax_observer<w8> reference;
+  const quant_params p = nn::weight_fake_quant<w8_per_channel>::params_for(w.value());
+  minmax_observer<w8_per_channel> reference;
   reference.observe(w.value());
   CHECK(p == reference.params());
   CHECK(wq.params() == p);
-  CHECK(bit_identical(y.value(), fake_quantize<w8>(w.value(), p)));
+  CHECK(bit_identical(y.value(), fake_quantize<w8_per_channel>(w.value(), p)));
 
   // the weights change (an optimizer step): the next forward follows, also in eval
   w.value() *= 3.0f;
   wq.eval();
   const variable y2 = wq(w);
-  CHECK(wq.params() == nn::weight_fake_quant<w8>::params_for(w.value()));
+  CHECK(wq.params() == nn::weight_fake_quant<w8_per_channel>::params_for(w.value()));
   CHECK(wq.params() != p);
-  CHECK(bit_identical(y2.value(), fake_quantize<w8>(w.value(), wq.params())));
+  CHECK(bit_identical(y2.value(), fake_quantize<w8_per_channel>(w.value(), wq.params())));
 
   // min/max ranges never clip a weight, so the clipped-STE gradient passes everywhere
   autograd::backward(autograd::sum(y2));
@@ -330,7 +323,7 @@ TEST_CASE("lsq_fake_quant: per-channel weights, and a checkpoint keeps the learn
   CHECK(wq.scale().value() == nn::functional::lsq_initial_scale<w4_lsq>(w));
   wq.scale().value()(2) = 0.125f;  // "learned"
 
-  temp_file file;
+  temp_file file("fake_quant");
   io::save_checkpoint(file.path, wq);
   nn::lsq_fake_quant<w4_lsq> restored(nn::lsq_config::weights(4));
   io::load_checkpoint(file.path, restored);

@@ -70,19 +70,11 @@ void randomize_bn(nn::batch_norm2d& bn, std::mt19937& rng) {
   for (auto& x : bn.running_var()) x = v(rng);
 }
 
-struct temp_file {
-  std::filesystem::path path;
-  explicit temp_file(const std::string& tag)
-      : path(std::filesystem::temp_directory_path() /
-             ("xquant_qat_" + tag + "_" + std::to_string(::getpid()) + ".xqckpt")) {}
-  ~temp_file() { std::filesystem::remove(path); }
-};
-
 /// A small QAT-able model: stub, conv_bn (ReLU), max pool, conv_bn, GAP, linear.
 template <class Q>
-class tiny_model : public nn::sequential, public nn::qat_control {
+class tiny_qat_model : public nn::sequential, public nn::qat_control {
  public:
-  tiny_model() {
+  tiny_qat_model() {
     emplace<nn::conv_bn<Q>>(nn::conv_bn_config{.in = 1, .out = 4, .kernel = 3, .act = nn::activation::relu});
     emplace<nn::max_pool2d>(2);
     emplace<nn::conv_bn<Q>>(nn::conv_bn_config{.in = 4, .out = 6, .kernel = 3, .act = nn::activation::relu6});
@@ -346,7 +338,7 @@ TEST_CASE("quant_stub, quantized_concat and global_avg_pool<w8a8> quantize their
 
 TEST_CASE("freeze_observers / freeze_bn reach every quantizer and conv_bn of a model") {
   std::mt19937 rng(41);
-  tiny_model<w8a8> m;
+  tiny_qat_model<w8a8> m;
   m.reset_parameters(rng);
   (void)m(variable(rand_f({4, 1, 8, 8}, rng)));
   nn::freeze_observers(m);
@@ -369,7 +361,7 @@ TEST_CASE("freeze_observers / freeze_bn reach every quantizer and conv_bn of a m
 
 TEST_CASE("checkpoint: a QAT model round-trips every quantizer's parameters") {
   std::mt19937 rng(42);
-  tiny_model<w8a8> m;
+  tiny_qat_model<w8a8> m;
   m.reset_parameters(rng);
   for (int i = 0; i < 3; ++i) (void)m(variable(rand_f({4, 1, 8, 8}, rng, -2, 2)));
   m.eval();
@@ -378,7 +370,7 @@ TEST_CASE("checkpoint: a QAT model round-trips every quantizer's parameters") {
   temp_file f("roundtrip");
   io::save_checkpoint(f.path, m);
 
-  tiny_model<w8a8> back;
+  tiny_qat_model<w8a8> back;
   io::load_checkpoint(f.path, back);
   const auto a = m.buffers(), b = back.buffers();
   REQUIRE(a.size() == b.size());
@@ -400,14 +392,14 @@ TEST_CASE("checkpoint: a QAT model round-trips every quantizer's parameters") {
 
 TEST_CASE("checkpoint: an FP32 checkpoint loads into the QAT model (quantizer buffers stay initial)") {
   std::mt19937 rng(43);
-  tiny_model<no_quant> fp;
+  tiny_qat_model<no_quant> fp;
   fp.reset_parameters(rng);
   fp.train();
   (void)fp(variable(rand_f({4, 1, 8, 8}, rng)));  // non-trivial BN running statistics
   temp_file f("fp32");
   io::save_checkpoint(f.path, fp);
 
-  tiny_model<w8a8> q;
+  tiny_qat_model<w8a8> q;
   CHECK(names(q.parameters()) == names(fp.parameters()));
   CHECK_THROWS_AS(io::load_checkpoint(f.path, q), io_error);  // strict by default: quantizer buffers missing
   std::vector<std::string> missing;
@@ -443,7 +435,7 @@ TEST_CASE("checkpoint: an FP32 checkpoint loads into the QAT model (quantizer bu
 namespace {
 
 using w4a4_lsq = wa_bundle<4, 4, lsq>;
-using lsq_model = tiny_model<w4a4_lsq>;
+using lsq_model = tiny_qat_model<w4a4_lsq>;
 
 /// The LSQ step-size parameters of a model, by name.
 std::vector<nn::parameter_ref> step_sizes(nn::module& m) {
