@@ -49,6 +49,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -159,43 +160,65 @@ XQUANT_SIMD_INLINE __m512i shift_in_column(__m512i lanes, __m512i x) noexcept {
 #endif
 }
 
-/// A row of one 16-channel block with vpdpbusd (see the header), stride 1 or 2: before
-/// each pixel the lanes take in the columns it adds (one at stride 1, two at stride 2), so
-/// their top three bytes are the pixel's three framed columns. Requant and store as
+/// One output row read from the unframed image (the VNNI path): input row kh of the window
+/// starts at in[kh] (channel 0), or at a row of zero points above or below the image.
+struct depthwise_image_row {
+  std::array<const std::uint8_t*, 3> in;
+  std::size_t in_w, count;
+  std::uint8_t* out;
+};
+
+/// Input column j of 16 channels, widened to int32 lanes; j = in_w is the right padding.
+template <bool MayPad>
+XQUANT_SIMD_INLINE __m512i vnni_column(const std::uint8_t* row, std::size_t j, std::size_t in_w, std::size_t channels,
+                                       __m512i pad) noexcept {
+  if (MayPad && j >= in_w) return pad;
+  return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j * channels)));
+}
+
+/// Output pixel p: the lanes take in the columns it adds (p + 1 at stride 1, 2p and 2p + 1
+/// at stride 2), so that their top three bytes are its window's columns, then one vpdpbusd
+/// per kernel row. MayPad: p is the last pixel, whose last column may be the right padding.
+template <std::size_t Stride, bool MayPad, class Requant>
+XQUANT_SIMD_INLINE void vnni_pixel(__m512i (&lanes)[3], const __m512i (&weight)[3], __m512i bias,
+                                   const std::uint8_t* const (&in)[3], std::size_t p, std::size_t in_w,
+                                   std::size_t channels, __m512i pad, const Requant& requant, int qmin, int qmax,
+                                   std::uint8_t* out) noexcept {
+  __m512i acc = bias;
+#pragma GCC unroll 3
+  for (std::size_t kh = 0; kh < 3; ++kh) {
+#pragma GCC unroll 2
+    for (std::size_t j = Stride * p + 2 - Stride; j < Stride * p + 2; ++j)
+      lanes[kh] = shift_in_column(lanes[kh], vnni_column<MayPad>(in[kh], j, in_w, channels, pad));
+    acc = _mm512_dpbusd_epi32(acc, lanes[kh], weight[kh]);
+  }
+  using A = xsimd::avx512bw;
+  simd::store_clamped<std::uint8_t, A>(out, requant(xsimd::batch<std::int32_t, A>(acc)), qmin, qmax);
+}
+
+/// Channels [c, c + 16) of one output row with vpdpbusd (see the header), stride 1 or 2,
+/// from the unframed image: the left padding column is shifted in before the first pixel,
+/// the right one (when the window reaches it) in the last. Requant and store as
 /// depthwise_block.
 template <std::size_t Stride, class Requant>
-void depthwise_row_vnni(const depthwise_row& row, std::size_t c, const depthwise_packed& w, const Requant requant,
-                        int qmin, int qmax) noexcept {
+void depthwise_row_vnni(const depthwise_image_row& row, std::size_t c, const depthwise_packed& w,
+                        const Requant requant, int qmin, int qmax) noexcept {
   static_assert(Stride == 1 || Stride == 2);
-  using A = xsimd::avx512bw;
-  const std::size_t channels = w.channels;
+  const std::size_t channels = w.channels, in_w = row.in_w, count = row.count;
   const __m512i bias = _mm512_loadu_si512(w.bias.data() + c);
-  const std::array<std::size_t, 9> offset = row.offset;
+  const __m512i pad = _mm512_set1_epi32(w.zero_point);
+  const std::uint8_t* const in[3] = {row.in[0] + c, row.in[1] + c, row.in[2] + c};
   __m512i weight[3], lanes[3];
-  const std::uint8_t* in = row.in + c;
-  std::uint8_t* out = row.out + c;
-  const auto column = [](const std::uint8_t* p) {
-    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  };
 #pragma GCC unroll 3
   for (std::size_t kh = 0; kh < 3; ++kh) {
     weight[kh] = _mm512_loadu_si512(w.row_bytes.data() + kh * channels + c);
-    lanes[kh] = _mm512_setzero_si512();
-#pragma GCC unroll 2
-    for (std::size_t kw = 0; kw < 3 - Stride; ++kw)
-      lanes[kh] = shift_in_column(lanes[kh], column(in + offset[kh * 3 + kw]));
+    lanes[kh] = shift_in_column(_mm512_setzero_si512(), pad);  // column -1
+    if constexpr (Stride == 1) lanes[kh] = shift_in_column(lanes[kh], vnni_column<false>(in[kh], 0, in_w, channels, pad));
   }
-  for (std::size_t p = 0; p < row.count; ++p, in += Stride * channels, out += channels) {
-    __m512i acc = bias;
-#pragma GCC unroll 3
-    for (std::size_t kh = 0; kh < 3; ++kh) {
-#pragma GCC unroll 2
-      for (std::size_t kw = 3 - Stride; kw < 3; ++kw)
-        lanes[kh] = shift_in_column(lanes[kh], column(in + offset[kh * 3 + kw]));
-      acc = _mm512_dpbusd_epi32(acc, lanes[kh], weight[kh]);
-    }
-    simd::store_clamped<std::uint8_t, A>(out, requant(xsimd::batch<std::int32_t, A>(acc)), qmin, qmax);
-  }
+  std::uint8_t* out = row.out + c;
+  for (std::size_t p = 0; p + 1 < count; ++p, out += channels)
+    vnni_pixel<Stride, false>(lanes, weight, bias, in, p, in_w, channels, pad, requant, qmin, qmax, out);
+  vnni_pixel<Stride, true>(lanes, weight, bias, in, count - 1, in_w, channels, pad, requant, qmin, qmax, out);
 }
 #else
 #define XQUANT_DEPTHWISE_VNNI 0
@@ -206,18 +229,6 @@ void depthwise_row_vnni(const depthwise_row& row, std::size_t c, const depthwise
 template <class A, class Requant>
 void depthwise_block(const depthwise_row& row, std::size_t c, const depthwise_packed& w, const Requant requant,
                      int qmin, int qmax) noexcept {
-#if XQUANT_DEPTHWISE_VNNI
-  if constexpr (std::is_same_v<A, xsimd::avx512bw>) {
-    if (w.row_bytes.size() == 3 * w.channels && row.step == w.channels) {
-      depthwise_row_vnni<1>(row, c, w, requant, qmin, qmax);
-      return;
-    }
-    if (w.row_bytes.size() == 3 * w.channels && row.step == 2 * w.channels) {
-      depthwise_row_vnni<2>(row, c, w, requant, qmin, qmax);
-      return;
-    }
-  }
-#endif
   using i32 = xsimd::batch<std::int32_t, A>;
   const std::size_t channels = w.channels, step = row.step;  // locals: the uint8_t stores may alias
   const i32 bias = i32::load_unaligned(w.bias.data() + c);
@@ -262,6 +273,64 @@ void depthwise_block(const depthwise_row& row, std::size_t c, const depthwise_pa
   }
 }
 
+/// Calls run(requant) with the requantization of the channel batch at cb: folded when the
+/// chunk from c0 folded, else kernels/requantize.hpp's fixed-point lanes.
+template <class A, class Run>
+XQUANT_SIMD_INLINE void with_requant(bool folded, const kernels::detail::folded_channels<folded_chunk>& folds,
+                                     std::size_t c0, const requant_channel_args& rq, std::size_t cb, Run run) noexcept {
+  using i32 = xsimd::batch<std::int32_t, A>;
+  if (folded) {
+    run(kernels::detail::folded_lanes<A>(folds, cb - c0));
+  } else if (xsimd::any(i32::load_unaligned(rq.shift + cb) < i32(32))) {
+    run(fixed_requant<true, A>(rq, cb));
+  } else {
+    run(fixed_requant<false, A>(rq, cb));
+  }
+}
+
+/// The channels depthwise3x3 runs through the VNNI rows on Arch: the whole 16-channel
+/// blocks when this build has them, else none.
+template <class Arch>
+std::size_t vnni_channels(const depthwise_packed& w) noexcept {
+#if XQUANT_DEPTHWISE_VNNI
+  if constexpr (std::is_base_of_v<xsimd::avx512bw, Arch>) {
+    if (w.row_bytes.size() == 3 * w.channels) return w.channels / 16 * 16;
+  }
+#endif
+  (void)w;
+  return 0;
+}
+
+/// Output row oh of image n, channels [c0, c1) (whole 16-channel blocks), by the VNNI rows.
+inline void depthwise_rows_vnni([[maybe_unused]] const std::uint8_t* x, [[maybe_unused]] const depthwise_geometry& g,
+                                [[maybe_unused]] std::size_t n, [[maybe_unused]] std::size_t oh,
+                                [[maybe_unused]] std::size_t c0, [[maybe_unused]] std::size_t c1,
+                                [[maybe_unused]] const depthwise_packed& w,
+                                [[maybe_unused]] const requant_channel_args& rq, [[maybe_unused]] bool folded,
+                                [[maybe_unused]] const kernels::detail::folded_channels<folded_chunk>& folds,
+                                [[maybe_unused]] std::uint8_t* out,
+                                [[maybe_unused]] const std::uint8_t* zero_row) noexcept {
+#if XQUANT_DEPTHWISE_VNNI
+  depthwise_image_row row{};
+  for (std::size_t kh = 0; kh < 3; ++kh) {
+    const std::size_t ih = oh * g.stride + kh;  // input row ih - 1
+    row.in[kh] = ih >= 1 && ih <= g.in.h ? x + g.in.at(n, ih - 1, 0) : zero_row;
+  }
+  row.in_w = g.in.w;
+  row.count = g.out_w;
+  row.out = out + g.out().at(n, oh, 0);
+  for (std::size_t cb = c0; cb < c1; cb += 16) {
+    with_requant<xsimd::avx512bw>(folded, folds, c0, rq, cb, [&](auto requant) {
+      if (g.stride == 1) {
+        depthwise_row_vnni<1>(row, cb, w, requant, rq.qmin, rq.qmax);
+      } else {
+        depthwise_row_vnni<2>(row, cb, w, requant, rq.qmin, rq.qmax);
+      }
+    });
+  }
+#endif
+}
+
 /// Channels [c0, c1) of one output row, scalar.
 inline void depthwise_tail(const depthwise_row& row, std::size_t c0, std::size_t c1, const depthwise_packed& w,
                            const requant_channel_args& rq) noexcept {
@@ -285,6 +354,11 @@ template <class Arch = simd::default_arch>
 void depthwise3x3(const std::uint8_t* x, const depthwise_geometry& g, const depthwise_packed& w,
                   const requant_channel_args& rq, std::uint8_t* out, std::uint8_t* scratch) noexcept {
   const std::size_t c = g.in.c, framed_row = depthwise_frame.width(g.in) * c;
+  // Channels [0, direct) run the VNNI rows on the image itself, the rest (all of them
+  // without VNNI) the framed rows. The VNNI rows read padding rows from scratch's first
+  // in.w * c bytes: zero points (also the framed image's top row).
+  const std::size_t direct = detail::vnni_channels<Arch>(w);
+  if (direct > 0) std::memset(scratch, w.zero_point, g.in.w * c);
   detail::depthwise_row row{};
   row.step = g.stride * c;
   row.count = g.out_w;
@@ -296,23 +370,21 @@ void depthwise3x3(const std::uint8_t* x, const depthwise_geometry& g, const dept
     const std::size_t c1 = std::min(c, c0 + detail::folded_chunk);
     // (The bias starts the accumulator, so it is folded as 0; bound holds it.)
     const bool folded = w.bound.size() == c && folds.fold(rq, nullptr, w.bound.data(), c0, c1 - c0);
+    const std::size_t direct_end = std::clamp(direct, c0, c1);  // folded_chunk is a multiple of 16
     for (std::size_t n = 0; n < g.in.n; ++n) {
-      if (c0 == 0 || g.in.n > 1) frame_image(x, g.in, n, depthwise_frame, w.zero_point, scratch);
+      // Only the last chunk can hold framed channels, so one image is framed once per call.
+      if (direct_end < c1) frame_image(x, g.in, n, depthwise_frame, w.zero_point, scratch);
       for (std::size_t oh = 0; oh < g.out_h; ++oh) {
+        if (c0 < direct_end) detail::depthwise_rows_vnni(x, g, n, oh, c0, direct_end, w, rq, folded, folds, out, scratch);
+        if (direct_end == c1) continue;
         row.in = scratch + oh * g.stride * framed_row;  // framed row oh * stride = input row oh * stride - 1
         row.out = out + g.out().at(n, oh, 0);
         const std::size_t done = lanes::for_blocks<std::int32_t, Arch>(
-            c0, c1, [&row, &w, &rq, &folds, folded, c0](auto arch, std::size_t cb) {
+            direct_end, c1, [&row, &w, &rq, &folds, folded, c0](auto arch, std::size_t cb) {
               using A = decltype(arch);
-              using i32 = xsimd::batch<std::int32_t, A>;
-              if (folded) {
-                detail::depthwise_block<A>(row, cb, w, kernels::detail::folded_lanes<A>(folds, cb - c0), rq.qmin,
-                                           rq.qmax);
-              } else if (xsimd::any(i32::load_unaligned(rq.shift + cb) < i32(32))) {
-                detail::depthwise_block<A>(row, cb, w, detail::fixed_requant<true, A>(rq, cb), rq.qmin, rq.qmax);
-              } else {
-                detail::depthwise_block<A>(row, cb, w, detail::fixed_requant<false, A>(rq, cb), rq.qmin, rq.qmax);
-              }
+              detail::with_requant<A>(folded, folds, c0, rq, cb, [&](auto requant) {
+                detail::depthwise_block<A>(row, cb, w, requant, rq.qmin, rq.qmax);
+              });
             });
         detail::depthwise_tail(row, done, c1, w, rq);
       }
