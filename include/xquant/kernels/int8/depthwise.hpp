@@ -13,31 +13,35 @@
 // int32 (so a tap's weights are a plain vector load, no widening shuffle per pixel), the
 // folded bias, and the input zero point.
 //
-// Addressing: each image is first copied into a one-pixel frame of the zero point
-// (frame.hpp; the caller's scratch, depthwise_scratch bytes), so tap t of every output pixel
-// is at the same offset from the pixel's first framed input byte and no pixel tests the
-// border. Measured alternatives: a table of 9 pointers per pixel, choosing image or padding
-// per tap, cost more than the arithmetic with 16 channels (1.2 ns per output, now 0.3);
-// tables for the border pixels only, no copy, made mobilenet's five layers 1.5x slower
-// than the copy does.
+// Addressing (the pmulld rows): each image is first copied into a one-pixel frame of the
+// zero point (frame.hpp; the caller's scratch, depthwise_scratch bytes), so tap t of every
+// output pixel is at the same offset from the pixel's first framed input byte and no pixel
+// tests the border. Measured alternatives: a table of 9 pointers per pixel, choosing image
+// or padding per tap, cost more than the arithmetic with 16 channels (1.2 ns per output,
+// now 0.3); tables for the border pixels only, no copy, made mobilenet's five layers 1.5x
+// slower than the copy does. (The VNNI rows below need neither.)
 //
 // Requantization: folded (requant_fold.hpp, one 64-bit multiply-add and shift per lane)
 // for every chunk of channels whose accumulator bounds allow it, which real layers' do;
 // the constants are derived once per call and chunk of up to 256 channels, on the stack.
 // Otherwise kernels/requantize.hpp's fixed-point lanes, the same bits.
 //
-// VNNI (AVX-512 VNNI builds, 16-channel zmm blocks): a kernel row's three taps are
-// one vpdpbusd. Each int32 lane (a channel) holds the bytes of four consecutive framed
+// VNNI (AVX-512 VNNI builds, whole 16-channel zmm blocks): a kernel row's three taps are
+// one vpdpbusd. Each int32 lane (a channel) holds the bytes of four consecutive input
 // columns, oldest first, and the packed row weights are the bytes (0, w0, w1, w2): the dot
-// product of the lane's 4 bytes with them is w0 x[p] + w1 x[p+1] + w2 x[p+2], the row's
-// sum for output pixel p. The next pixel's lane is this one shifted down by one byte with
-// column p + 3 entering at the top (vpshrdd, AVX-512 VBMI2; a shift pair and an or
-// without it), so a pixel costs three widening loads, three shifts and three vpdpbusd
-// instead of three loads, nine pmulld and nine adds (stride 2: two columns enter per
-// pixel, six loads and shifts). The oldest byte meets the zero weight.
-// u8 x s8 products summed exactly in int32 (the non-saturating vpdpbusd): the same
-// accumulator. Measured on Zen 4, bench_int8_ops, 144 channels on 28x28, stride 1:
-// 32.4 us against 51.1 for the pmulld loop.
+// product of the lane's 4 bytes with them is w0 x[j-1] + w1 x[j] + w2 x[j+1], the row's
+// sum for the output pixel centred on column j. The next pixel's lane is this one shifted
+// down by one byte with the next column entering at the top (vpshrdd, AVX-512 VBMI2; a
+// shift pair and an or without it), so a pixel costs three widening loads, three shifts
+// and three vpdpbusd instead of three loads, nine pmulld and nine adds (stride 2: two
+// columns enter per pixel). The oldest byte meets the zero weight. u8 x s8 products summed
+// exactly in int32 (the non-saturating vpdpbusd): the same accumulator. These rows read
+// the image itself, not a framed copy: the padding columns enter as lanes of the zero
+// point (the left one before the first pixel, the right one in the last pixel when its
+// window reaches it) and a padding row is read from a row of zero points in scratch. So a
+// layer whose channels are whole blocks copies nothing. Measured on Zen 4, bench_int8_ops,
+// 144 channels on 28x28: stride 1 27.7 us against 51.1 for the framed pmulld loop, stride 2
+// 9.5 against 15.0.
 //
 // Loop order: channel chunks, images, output rows, channel blocks, the row's pixels: a
 // block's 9 weight vectors, bias and requantization constants stay in registers for the
@@ -213,7 +217,8 @@ void depthwise_row_vnni(const depthwise_image_row& row, std::size_t c, const dep
   for (std::size_t kh = 0; kh < 3; ++kh) {
     weight[kh] = _mm512_loadu_si512(w.row_bytes.data() + kh * channels + c);
     lanes[kh] = shift_in_column(_mm512_setzero_si512(), pad);  // column -1
-    if constexpr (Stride == 1) lanes[kh] = shift_in_column(lanes[kh], vnni_column<false>(in[kh], 0, in_w, channels, pad));
+    if constexpr (Stride == 1)
+      lanes[kh] = shift_in_column(lanes[kh], vnni_column<false>(in[kh], 0, in_w, channels, pad));  // column 0
   }
   std::uint8_t* out = row.out + c;
   for (std::size_t p = 0; p + 1 < count; ++p, out += channels)
@@ -375,7 +380,8 @@ void depthwise3x3(const std::uint8_t* x, const depthwise_geometry& g, const dept
       // Only the last chunk can hold framed channels, so one image is framed once per call.
       if (direct_end < c1) frame_image(x, g.in, n, depthwise_frame, w.zero_point, scratch);
       for (std::size_t oh = 0; oh < g.out_h; ++oh) {
-        if (c0 < direct_end) detail::depthwise_rows_vnni(x, g, n, oh, c0, direct_end, w, rq, folded, folds, out, scratch);
+        if (c0 < direct_end)
+          detail::depthwise_rows_vnni(x, g, n, oh, c0, direct_end, w, rq, folded, folds, out, scratch);
         if (direct_end == c1) continue;
         row.in = scratch + oh * g.stride * framed_row;  // framed row oh * stride = input row oh * stride - 1
         row.out = out + g.out().at(n, oh, 0);
