@@ -155,7 +155,8 @@ inline constexpr std::size_t folded_chunk = 256;
 
 #if defined(__AVX512VNNI__) && XSIMD_WITH_AVX512BW
 #define XQUANT_DEPTHWISE_VNNI 1
-/// Lanes of 4 framed columns (see the header): shifts out the oldest byte, shifts in x's.
+/// Lanes of 4 consecutive input columns (see the header): shifts out the oldest byte,
+/// shifts in x's.
 XQUANT_SIMD_INLINE __m512i shift_in_column(__m512i lanes, __m512i x) noexcept {
 #if defined(__AVX512VBMI2__)
   return _mm512_shrdi_epi32(lanes, x, 8);  // low half of (x : lanes) >> 8
@@ -306,16 +307,13 @@ std::size_t vnni_channels(const depthwise_packed& w) noexcept {
   return 0;
 }
 
-/// Output row oh of image n, channels [c0, c1) (whole 16-channel blocks), by the VNNI rows.
-inline void depthwise_rows_vnni([[maybe_unused]] const std::uint8_t* x, [[maybe_unused]] const depthwise_geometry& g,
-                                [[maybe_unused]] std::size_t n, [[maybe_unused]] std::size_t oh,
-                                [[maybe_unused]] std::size_t c0, [[maybe_unused]] std::size_t c1,
-                                [[maybe_unused]] const depthwise_packed& w,
-                                [[maybe_unused]] const requant_channel_args& rq, [[maybe_unused]] bool folded,
-                                [[maybe_unused]] const kernels::detail::folded_channels<folded_chunk>& folds,
-                                [[maybe_unused]] std::uint8_t* out,
-                                [[maybe_unused]] const std::uint8_t* zero_row) noexcept {
 #if XQUANT_DEPTHWISE_VNNI
+/// Output row oh of image n, channels [c0, c1) (whole 16-channel blocks), by the VNNI rows.
+inline void depthwise_rows_vnni(const std::uint8_t* x, const depthwise_geometry& g, std::size_t n, std::size_t oh,
+                                std::size_t c0, std::size_t c1, const depthwise_packed& w,
+                                const requant_channel_args& rq, bool folded,
+                                const kernels::detail::folded_channels<folded_chunk>& folds, std::uint8_t* out,
+                                const std::uint8_t* zero_row) noexcept {
   depthwise_image_row row{};
   for (std::size_t kh = 0; kh < 3; ++kh) {
     const std::size_t ih = oh * g.stride + kh;  // input row ih - 1
@@ -333,8 +331,8 @@ inline void depthwise_rows_vnni([[maybe_unused]] const std::uint8_t* x, [[maybe_
       }
     });
   }
-#endif
 }
+#endif
 
 /// Channels [c0, c1) of one output row, scalar.
 inline void depthwise_tail(const depthwise_row& row, std::size_t c0, std::size_t c1, const depthwise_packed& w,
@@ -380,8 +378,10 @@ void depthwise3x3(const std::uint8_t* x, const depthwise_geometry& g, const dept
       // Only the last chunk can hold framed channels, so one image is framed once per call.
       if (direct_end < c1) frame_image(x, g.in, n, depthwise_frame, w.zero_point, scratch);
       for (std::size_t oh = 0; oh < g.out_h; ++oh) {
+#if XQUANT_DEPTHWISE_VNNI
         if (c0 < direct_end)
           detail::depthwise_rows_vnni(x, g, n, oh, c0, direct_end, w, rq, folded, folds, out, scratch);
+#endif
         if (direct_end == c1) continue;
         row.in = scratch + oh * g.stride * framed_row;  // framed row oh * stride = input row oh * stride - 1
         row.out = out + g.out().at(n, oh, 0);

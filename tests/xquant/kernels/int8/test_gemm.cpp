@@ -35,7 +35,7 @@ struct requant_kind {
   bool large_scales = false;  ///< some scales >= 1/2 (shift < 32: the SIMD clamp branch)
 };
 
-/// One int8_product with its inputs; A ends right after its last element (ASan sees any read
+/// One product with its inputs; A ends right after its last element (ASan sees any read
 /// past it), C has sentinels in its row gaps and one byte after its end.
 struct int8_product {
   std::size_t m, n, k, lda, ldc;
@@ -140,7 +140,7 @@ int check_all_paths(const int8_product& p) {
 
 }  // namespace
 
-TEST_CASE("int8 gemm reference: hand-computed 2x2x3 int8_product") {
+TEST_CASE("int8 gemm reference: hand-computed 2x2x3 product") {
   // A = [1 2 3; 255 0 255], W = [1 -2 3; -1 0 127], bias = [14, -444], scales 2^-3 and
   // 2^-7, zero point 3:
   //   (0,0): 14 + 6 = 20,         20 / 8 = 2.5 -> 3 (tie away from zero), + 3 = 6
