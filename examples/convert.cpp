@@ -142,11 +142,11 @@ int run(const options& o) {
   for (std::size_t i = 0; i < q.size(); ++i) same += q[i] == fq[i];
   const std::string what = o.ptq.empty() ? o.bundle + " QAT" : "w8a8 PTQ " + o.ptq;
   std::printf("%s %s: fake-quant %.2f %%, int8 %.2f %%, same class %.2f %% (%zu / %zu), %.0f images/s "
-              "(batch %zu), activations %.1f KiB at batch %zu\n",
+              "(batch %zu), activations %.1f KiB (%zu images per chunk)\n",
               o.model.c_str(), what.c_str(), accuracy(fq, test), accuracy(q, test),
               100.0 * static_cast<double>(same) / static_cast<double>(q.size()), same, q.size(),
               static_cast<double>(test.size()) / seconds, o.batch,
-              static_cast<double>(int8.activation_bytes()) / 1024.0, o.batch);
+              static_cast<double>(int8.activation_bytes()) / 1024.0, int8.chunk_images());
   return 0;
 }
 

@@ -186,6 +186,29 @@ TEST_CASE("dense after flatten of a multi-pixel image reorders its weights to NH
   CHECK(a.exact == a.total);
 }
 
+TEST_CASE("int8_model runs large batches in cache-sized chunks of images, with the same result") {
+  std::mt19937 rng(9);
+  // conv 3x3 1 -> 16 on 28x28: the largest step reads 784 and writes 12544 bytes per image.
+  net<nn::conv_bn<Q>> m(16 * 28 * 28, nn::conv_bn_config{.in = 1, .out = 16, .kernel = 3, .act = activation::relu});
+  m.reset_parameters(rng);
+  randomize_bn(m, rng);
+  calibrate(m, images(8, 1, 28, 28, rng));
+  const runtime::graph g = runtime::build_graph(m, images(1, 1, 28, 28, rng));
+  const runtime::int8_model chunked(g, 64), one(g, 1), few(g, 5);
+  const std::size_t chunk = runtime::int8_model::cache_chunk_bytes / (784 + 12544);
+  REQUIRE(chunk < 64);
+  CHECK(chunked.chunk_images() == chunk);
+  CHECK(one.chunk_images() == 1);
+  CHECK(few.chunk_images() == 5);  // max_batch caps the chunk
+  CHECK(chunked.activation_bytes() < 64 * one.activation_bytes());  // planned for the chunk, not max_batch
+  const std::size_t batch = chunk + 11;  // one full chunk and a partial one
+  const array<float> x = images(batch, 1, 28, 28, rng);
+  std::vector<float> a(batch * 10), b(batch * 10);
+  runtime::int8_model(g, 64).run(std::span<const float>(x.data(), x.size()), batch, a);
+  runtime::int8_model(g, 1).run(std::span<const float>(x.data(), x.size()), batch, b);
+  CHECK(a == b);
+}
+
 TEST_CASE("int8_model::run allocates nothing") {
   std::mt19937 rng(4);
   net<mixed_block> m(16);
