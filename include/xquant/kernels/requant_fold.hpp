@@ -29,9 +29,15 @@
 // never wrap either.) A channel that fails a check keeps the unfolded path; for the
 // reference models' layers every channel folds: t is ~20-40 and T below 2^27.
 
+#include <algorithm>
 #include <bit>
+#include <cfenv>
+#include <cmath>
 #include <cstdint>
 #include <optional>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 namespace xquant::kernels {
 
@@ -73,6 +79,92 @@ inline std::optional<folded_requant> fold_requant(std::int32_t multiplier, std::
 /// shift) + zero_point of the folded channel, for |acc| <= its acc_bound.
 inline std::int64_t folded_round(std::int32_t acc, const folded_requant& f) noexcept {
   return (acc * f.multiplier + f.addend) >> f.shift;  // arithmetic shift (C++20): floor
+}
+
+// ---- the same number from one float FMA ----
+//
+// Where a channel folds, the same q also comes out of single-precision arithmetic, with
+// x = acc' (an exact int32 add) and scale = m / 2^t:
+//
+//   q = bits(fma(float(x), scale, 1.5 * 2^23 + zero_point)) - bits(1.5 * 2^23)
+//
+// which is a conversion, an FMA and (with the clamp done on the float, see below) nothing
+// else: half the epilogue's instructions, and on the FP pipes instead of the integer
+// shift/shuffle pipes the fixed-point form competes for. Why it is the same number, when
+// fold_float_requant accepts the channel:
+//  - float(x) is x: |x| <= T <= 2^24. scale is m * 2^-t exactly: m < 2^24 (always, for a
+//    multiplier made from a float scale) and t <= max_folded_shift keeps it normal.
+//  - The FMA rounds once, the exact x * scale + 1.5 * 2^23 + zero_point. While that lies in
+//    [2^23, 2^24), float spacing there is 1, so the rounding is to the nearest integer:
+//    1.5 * 2^23 + zero_point + round(x * scale), with ties to even. There are no ties (the
+//    folded form's argument above), so that round is the specification's round half away.
+//  - Such a float's bits are bits(1.5 * 2^23) + its integer part minus 1.5 * 2^23: the
+//    "magic number" of kernels/requantize.hpp, which also holds the zero point here.
+//  - Outside [2^23, 2^24), |round(x * scale) + zero_point| >= 2^22, far outside any uint8
+//    clamp, and the float lies below 1.5 * 2^23 + lo or above 1.5 * 2^23 + hi (rounding is
+//    monotone). So clamping the float to [1.5 * 2^23 + lo, 1.5 * 2^23 + hi] (exact floats)
+//    clamps q to [lo, hi]; for lo, hi in [0, 255] q is then the low byte of the float's bits
+//    (those of 1.5 * 2^23 end in 22 zero bits), which a truncating narrow (vpmovdb) stores.
+//  - The float is positive and below 2^25: |x * scale| < 2^(t-1) * 2^24 / 2^t = 2^23 and
+//    |zero_point| <= 65535. Its bits, read as an int32, grow with it; so bits minus
+//    bits(1.5 * 2^23) is q inside [-2^22, 2^22] and beyond it on the same side, and an
+//    integer clamp of that to [lo, hi] gives the same q as the float clamp (the depthwise
+//    kernel's form: kernels/requantize.hpp, float_folded_lanes::rounded).
+//  - Rounding to nearest is the mode in force (checked by the caller); no denormal is
+//    involved (scale is normal, the sum is above 2^22), so flush-to-zero modes change
+//    nothing.
+// (Hardware FMA only: an FMA emulated as a multiply and an add rounds twice.)
+
+/// One channel's requantization as float constants: q = the float bits of
+/// fma(float(acc + bias), scale, offset) minus those of float_magic (see above).
+struct float_folded_requant {
+  std::int32_t bias = 0;
+  float scale = 0.0f;
+  float offset = 0.0f;  ///< float_magic + zero_point
+};
+
+inline constexpr float float_magic = 12582912.0f;             // 1.5 * 2^23
+inline constexpr std::int32_t float_magic_bits = 0x4B400000;  // its bit pattern
+
+/// True in the default floating-point rounding mode, the one fold_float_requant needs. On
+/// x86 the SSE control register is read too: glibc's fegetround reads only the x87 one,
+/// and _MM_SET_ROUNDING_MODE changes only the SSE one (which the SIMD kernels use).
+inline bool float_rounding_is_nearest() noexcept {
+#if defined(__SSE__)
+  if ((_mm_getcsr() & _MM_ROUND_MASK) != _MM_ROUND_NEAREST) return false;
+#endif
+  return std::fegetround() == FE_TONEAREST;
+}
+
+/// The float form of requantizing acc + bias with (multiplier, shift) and adding zero_point,
+/// valid for |acc| <= acc_bound and outputs clamped inside [0, 255], in the rounding mode
+/// FE_TONEAREST (float_rounding_is_nearest: the caller checks it, once for many channels);
+/// nullopt where the other conditions above fail (then the caller uses the integer forms).
+inline std::optional<float_folded_requant> fold_float_requant(std::int32_t multiplier, std::int32_t shift,
+                                                              std::int32_t bias, std::int64_t acc_bound,
+                                                              std::int32_t zero_point) noexcept {
+  const auto fixed = fold_requant(multiplier, shift, bias, acc_bound, zero_point);  // no ties
+  if (!fixed) return std::nullopt;
+  const std::int64_t total = acc_bound + (bias < 0 ? -std::int64_t{bias} : std::int64_t{bias});
+  if (total > (std::int64_t{1} << 24) || fixed->multiplier >= (std::int64_t{1} << 24)) return std::nullopt;
+  // m < 2^24 and 2^-t are floats, and so is their product, which is normal (>= 2^-46):
+  // scaling by a power of two does not round.
+  static_assert(max_folded_shift <= 126, "2^-t must be a normal float");
+  const float pow2 = std::bit_cast<float>(static_cast<std::uint32_t>(127 - fixed->shift) << 23);  // 2^-t
+  const float scale = static_cast<float>(fixed->multiplier) * pow2;
+  return float_folded_requant{bias, scale, float_magic + static_cast<float>(zero_point)};
+}
+
+/// The float form for one accumulator, clamped to [lo, hi] (0 <= lo <= hi <= 255): the
+/// scalar statement of what the SIMD epilogues compute (kernels/requantize.hpp,
+/// float_folded_lanes), equal to the clamped folded_round wherever fold_float_requant
+/// accepted the channel (in rounding to nearest).
+inline std::int32_t float_folded_clamped(std::int32_t acc, const float_folded_requant& f, std::int32_t lo,
+                                         std::int32_t hi) noexcept {
+  const float y = std::fma(static_cast<float>(acc + f.bias), f.scale, f.offset);
+  const float low = float_magic + static_cast<float>(lo), high = float_magic + static_cast<float>(hi);
+  const float clamped = std::min(std::max(y, low), high);
+  return std::bit_cast<std::int32_t>(clamped) - float_magic_bits;
 }
 
 /// The bound on |sum_k a_k w_k| over uint8 a: 255 * sum_k |w_k|.

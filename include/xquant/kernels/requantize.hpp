@@ -39,6 +39,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "xquant/kernels/reference/requantize.hpp"
 #include "xquant/kernels/requant_args.hpp"
@@ -186,10 +187,91 @@ struct folded_lanes {
   }
 };
 
+/// Channels folded into float constants (requant_fold.hpp, fold_float_requant).
+template <std::size_t N>
+struct float_folded_channels {
+  alignas(64) std::int32_t bias[N];
+  alignas(64) float scale[N];
+  alignas(64) float offset[N];
+
+  /// Folds channels c0 .. c0 + count - 1 of rq (count <= N; bias may be null: zeros) into
+  /// entries 0 .. count - 1, the rest 0 * acc + float_magic (q = 0); false as soon as one
+  /// channel does not fold, or in a rounding mode other than to nearest.
+  bool fold(const requant_channel_args& rq, const std::int32_t* b, const std::int64_t* bound, std::size_t c0,
+            std::size_t count) noexcept {
+    if (!float_rounding_is_nearest()) return false;
+    for (std::size_t i = 0; i < N; ++i) {
+      float_folded_requant f{0, 0.0f, float_magic};
+      if (i < count) {
+        const auto one = fold_float_requant(rq.multiplier[c0 + i], rq.shift[c0 + i], b ? b[c0 + i] : 0,
+                                            bound[c0 + i], rq.zero_point);
+        if (!one) return false;
+        f = *one;
+      }
+      bias[i] = f.bias;
+      scale[i] = f.scale;
+      offset[i] = f.offset;
+    }
+    return true;
+  }
+};
+
+/// The float-folded requantization of one batch of channels, constants held as values.
+/// Only for archs with a hardware FMA (simd::has_fused_multiply_add).
+template <class A>
+struct float_folded_lanes {
+  i32<A> bias;
+  f32<A> scale, offset;
+
+  float_folded_lanes() = default;
+  /// Channels offset .. offset + i32<A>::size - 1 of f.
+  template <std::size_t N>
+  float_folded_lanes(const float_folded_channels<N>& f, std::size_t at) noexcept
+      : bias(i32<A>::load_unaligned(f.bias + at)),
+        scale(f32<A>::load_unaligned(f.scale + at)),
+        offset(f32<A>::load_unaligned(f.offset + at)) {}
+
+  /// float_magic + round(acc' * scale) + zero_point as a float (exact inside the uint8 range,
+  /// beyond it on the same side): an int32 add, a conversion and an FMA.
+  XQUANT_SIMD_INLINE f32<A> operator()(i32<A> acc) const noexcept {
+    return simd::fused_multiply_add(xsimd::to_float(acc + bias), scale, offset);
+  }
+
+  /// The same as an int32 before the clamp: round(acc' * scale) + zero_point where that is
+  /// inside [-2^22, 2^22], beyond it on the same side (requant_fold.hpp), which a clamp to
+  /// any uint8 range turns into the specification's output.
+  XQUANT_SIMD_INLINE i32<A> rounded(i32<A> acc) const noexcept {
+    return xsimd::bitwise_cast<i32<A>>((*this)(acc)) - i32<A>(float_magic_bits);
+  }
+};
+
+/// Clamps y (from float_folded_lanes) to the uint8 range [lo, hi] and stores the first
+/// `valid` results (all when valid >= the batch size) at out.
+template <class A>
+struct float_folded_store {
+  f32<A> lo, hi;  // float_magic + the clamp bounds
+
+  float_folded_store(int qmin, int qmax) noexcept
+      : lo(float_magic + static_cast<float>(qmin)), hi(float_magic + static_cast<float>(qmax)) {}
+
+  /// All lanes.
+  XQUANT_SIMD_INLINE void operator()(std::uint8_t* out, f32<A> y) const noexcept {
+    // The clamped float's bits are float_magic_bits + q, q in [0, 255]: its low byte is q.
+    simd::store_low_bytes<A>(out, xsimd::bitwise_cast<i32<A>>(xsimd::min(xsimd::max(y, lo), hi)));
+  }
+  /// The first `valid` lanes (all when valid >= the batch size).
+  XQUANT_SIMD_INLINE void operator()(std::uint8_t* out, f32<A> y, std::size_t valid) const noexcept {
+    if (valid >= i32<A>::size) return (*this)(out, y);
+    std::uint8_t tmp[64];
+    (*this)(tmp, y);
+    std::memcpy(out, tmp, valid);
+  }
+};
+
 // ---- float ----
 
-inline constexpr float magic = 12582912.0f;             // 1.5 * 2^23
-inline constexpr std::int32_t magic_bits = 0x4B400000;  // its bit pattern
+inline constexpr float magic = float_magic;                 // 1.5 * 2^23 (requant_fold.hpp)
+inline constexpr std::int32_t magic_bits = float_magic_bits;  // its bit pattern
 
 template <class A>
 struct float_lanes {

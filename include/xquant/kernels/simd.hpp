@@ -315,6 +315,39 @@ void store_clamped(Out* dst, xsimd::batch<std::int32_t, A> v, int lo, int hi, xs
 }
 #endif
 
+// ---- fused multiply-add, low-byte store ----
+
+// xsimd 8.1's fma is x * y + z (two roundings) on AVX-512 and on everything but the fma3
+// archs, so the single-rounding one is named here, on the archs that have the instruction.
+constexpr bool has_fused_multiply_add(xsimd::generic) noexcept { return false; }
+template <class A>
+xsimd::batch<float, A> fused_multiply_add(xsimd::batch<float, A>, xsimd::batch<float, A>, xsimd::batch<float, A>,
+                                          xsimd::generic) noexcept = delete;  // no single-rounding FMA
+template <class A>
+void store_low_bytes(std::uint8_t* dst, xsimd::batch<std::int32_t, A> v, xsimd::generic) noexcept {
+  store_narrow<std::uint8_t, A>(dst, v & xsimd::batch<std::int32_t, A>(0xFF), A{});
+}
+#if XSIMD_WITH_FMA3_AVX2
+constexpr bool has_fused_multiply_add(xsimd::fma3<xsimd::avx2>) noexcept { return true; }
+template <class A>
+xsimd::batch<float, A> fused_multiply_add(xsimd::batch<float, A> x, xsimd::batch<float, A> y,
+                                          xsimd::batch<float, A> z, xsimd::fma3<xsimd::avx2>) noexcept {
+  return _mm256_fmadd_ps(x, y, z);
+}
+#endif
+#if XSIMD_WITH_AVX512F
+constexpr bool has_fused_multiply_add(xsimd::avx512f) noexcept { return true; }
+template <class A>
+xsimd::batch<float, A> fused_multiply_add(xsimd::batch<float, A> x, xsimd::batch<float, A> y,
+                                          xsimd::batch<float, A> z, xsimd::avx512f) noexcept {
+  return _mm512_fmadd_ps(x, y, z);
+}
+template <class A>
+void store_low_bytes(std::uint8_t* dst, xsimd::batch<std::int32_t, A> v, xsimd::avx512f) noexcept {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(v));  // vpmovdb truncates
+}
+#endif
+
 template <class A>
 u64<A> sra_lanes(u64<A> x, u64<A> n, xsimd::generic) noexcept {
   // Arithmetic from logical: with h = 2^63 >> n (where the sign bit lands), ((x >> n) ^ h) - h
@@ -384,6 +417,24 @@ void store_clamped(Out* dst, batch<std::int32_t, A> v, int lo, int hi) noexcept 
                     std::is_same_v<Out, std::int16_t>,
                 "xquant: narrow outputs are int8_t, uint8_t or int16_t");
   detail::store_clamped<Out, A>(dst, v, lo, hi, A{});
+}
+
+/// True when Arch has a hardware fused multiply-add (AVX-512F, FMA3 with AVX2): the archs
+/// fused_multiply_add exists for.
+template <class A>
+inline constexpr bool has_fused_multiply_add = detail::has_fused_multiply_add(A{});
+
+/// x * y + z rounded once (vfmadd); only where has_fused_multiply_add<A>.
+template <class A>
+batch<float, A> fused_multiply_add(batch<float, A> x, batch<float, A> y, batch<float, A> z) noexcept {
+  static_assert(has_fused_multiply_add<A>, "xquant: fused_multiply_add needs an arch with a hardware FMA");
+  return detail::fused_multiply_add<A>(x, y, z, A{});
+}
+
+/// Stores the low byte of each int32 lane of v at dst (unaligned): truncation, not saturation.
+template <class A>
+void store_low_bytes(std::uint8_t* dst, batch<std::int32_t, A> v) noexcept {
+  detail::store_low_bytes<A>(dst, v, A{});
 }
 
 /// Stores clamp(v[j], lo, hi) as uint8 at dst + j * batch size, j = 0..3 (64 contiguous

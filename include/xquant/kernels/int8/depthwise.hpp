@@ -21,10 +21,11 @@
 // now 0.3); tables for the border pixels only, no copy, made mobilenet's five layers 1.5x
 // slower than the copy does. (The VNNI rows below need neither.)
 //
-// Requantization: folded (requant_fold.hpp, one 64-bit multiply-add and shift per lane)
-// for every chunk of channels whose accumulator bounds allow it, which real layers' do;
-// the constants are derived once per call and chunk of up to 256 channels, on the stack.
-// Otherwise kernels/requantize.hpp's fixed-point lanes, the same bits.
+// Requantization: float-folded (requant_fold.hpp: an add, a conversion and an FMA per
+// lane, where the arch has a hardware FMA) or folded (one 64-bit multiply-add and shift per
+// lane) for every chunk of channels whose accumulator bounds allow it, which real layers'
+// do; the constants are derived once per call and chunk of up to 256 channels, on the
+// stack. Otherwise kernels/requantize.hpp's fixed-point lanes. All give the same bits.
 //
 // VNNI (AVX-512 VNNI builds, whole 16-channel zmm blocks): a kernel row's three taps are
 // one vpdpbusd. Each int32 lane (a channel) holds the bytes of four consecutive input
@@ -150,8 +151,34 @@ struct fixed_requant {
   }
 };
 
-/// Channels per chunk of folded constants (6 KB on the stack).
+/// The float-folded requantization of a batch of channels as an int32 before the clamp
+/// (kernels/requantize.hpp, float_folded_lanes::rounded).
+template <class A>
+struct float_requant {
+  kernels::detail::float_folded_lanes<A> k;
+  XQUANT_SIMD_INLINE xsimd::batch<std::int32_t, A> operator()(xsimd::batch<std::int32_t, A> acc) const noexcept {
+    return k.rounded(acc);
+  }
+};
+
+/// Channels per chunk of folded constants (9 KB on the stack).
 inline constexpr std::size_t folded_chunk = 256;
+
+/// The requantization constants of one chunk of channels: float-folded, folded or neither
+/// (then fixed_requant, from the arguments), as requant_fold.hpp allows.
+struct chunk_requant {
+  bool float_folded = false, folded = false;
+  kernels::detail::float_folded_channels<folded_chunk> float_folds;
+  kernels::detail::folded_channels<folded_chunk> folds;
+
+  /// For channels c0 .. c0 + count - 1 of rq with accumulator bounds `bound` (null: none
+  /// known). The bias starts the accumulator, so it is folded as 0; bound holds it.
+  void prepare(const requant_channel_args& rq, const std::int64_t* bound, std::size_t c0, std::size_t count) noexcept {
+    float_folded = bound != nullptr && rq.qmin >= 0 && rq.qmax <= 255 &&
+                   float_folds.fold(rq, nullptr, bound, c0, count);
+    folded = bound != nullptr && folds.fold(rq, nullptr, bound, c0, count);  // for the archs without an FMA
+  }
+};
 
 #if defined(__AVX512VNNI__) && XSIMD_WITH_AVX512BW
 #define XQUANT_DEPTHWISE_VNNI 1
@@ -230,8 +257,8 @@ void depthwise_row_vnni(const depthwise_image_row& row, std::size_t c, const dep
 #define XQUANT_DEPTHWISE_VNNI 0
 #endif
 
-/// Channels [c, c + batch) of one output row, requantized by `requant` (fixed_requant above
-/// or kernels::detail::folded_lanes).
+/// Channels [c, c + batch) of one output row, requantized by `requant` (fixed_requant or
+/// float_requant above, or kernels::detail::folded_lanes).
 template <class A, class Requant>
 void depthwise_block(const depthwise_row& row, std::size_t c, const depthwise_packed& w, const Requant requant,
                      int qmin, int qmax) noexcept {
@@ -279,14 +306,18 @@ void depthwise_block(const depthwise_row& row, std::size_t c, const depthwise_pa
   }
 }
 
-/// Calls run(requant) with the requantization of the channel batch at cb: folded when the
-/// chunk from c0 folded, else kernels/requantize.hpp's fixed-point lanes.
+/// Calls run(requant) with the requantization of the channel batch at cb: float-folded
+/// (where A has a hardware FMA) or folded when the chunk from c0 allowed it, else
+/// kernels/requantize.hpp's fixed-point lanes.
 template <class A, class Run>
-XQUANT_SIMD_INLINE void with_requant(bool folded, const kernels::detail::folded_channels<folded_chunk>& folds,
-                                     std::size_t c0, const requant_channel_args& rq, std::size_t cb, Run run) noexcept {
+XQUANT_SIMD_INLINE void with_requant(const chunk_requant& chunk, std::size_t c0, const requant_channel_args& rq,
+                                     std::size_t cb, Run run) noexcept {
   using i32 = xsimd::batch<std::int32_t, A>;
-  if (folded) {
-    run(kernels::detail::folded_lanes<A>(folds, cb - c0));
+  if constexpr (simd::has_fused_multiply_add<A>) {
+    if (chunk.float_folded) return run(float_requant<A>{{chunk.float_folds, cb - c0}});
+  }
+  if (chunk.folded) {
+    run(kernels::detail::folded_lanes<A>(chunk.folds, cb - c0));
   } else if (xsimd::any(i32::load_unaligned(rq.shift + cb) < i32(32))) {
     run(fixed_requant<true, A>(rq, cb));
   } else {
@@ -311,8 +342,7 @@ std::size_t vnni_channels(const depthwise_packed& w) noexcept {
 /// Output row oh of image n, channels [c0, c1) (whole 16-channel blocks), by the VNNI rows.
 inline void depthwise_rows_vnni(const std::uint8_t* x, const depthwise_geometry& g, std::size_t n, std::size_t oh,
                                 std::size_t c0, std::size_t c1, const depthwise_packed& w,
-                                const requant_channel_args& rq, bool folded,
-                                const kernels::detail::folded_channels<folded_chunk>& folds, std::uint8_t* out,
+                                const requant_channel_args& rq, const chunk_requant& chunk, std::uint8_t* out,
                                 const std::uint8_t* zero_row) noexcept {
   depthwise_image_row row{};
   for (std::size_t kh = 0; kh < 3; ++kh) {
@@ -323,7 +353,7 @@ inline void depthwise_rows_vnni(const std::uint8_t* x, const depthwise_geometry&
   row.count = g.out_w;
   row.out = out + g.out().at(n, oh, 0);
   for (std::size_t cb = c0; cb < c1; cb += 16) {
-    with_requant<xsimd::avx512bw>(folded, folds, c0, rq, cb, [&](auto requant) {
+    with_requant<xsimd::avx512bw>(chunk, c0, rq, cb, [&](auto requant) {
       if (g.stride == 1) {
         depthwise_row_vnni<1>(row, cb, w, requant, rq.qmin, rq.qmax);
       } else {
@@ -368,11 +398,10 @@ void depthwise3x3(const std::uint8_t* x, const depthwise_geometry& g, const dept
   for (std::size_t kh = 0; kh < 3; ++kh) {
     for (std::size_t kw = 0; kw < 3; ++kw) row.offset[kh * 3 + kw] = kh * framed_row + kw * c;
   }
-  kernels::detail::folded_channels<detail::folded_chunk> folds;
+  detail::chunk_requant chunk;
   for (std::size_t c0 = 0; c0 < c; c0 += detail::folded_chunk) {
     const std::size_t c1 = std::min(c, c0 + detail::folded_chunk);
-    // (The bias starts the accumulator, so it is folded as 0; bound holds it.)
-    const bool folded = w.bound.size() == c && folds.fold(rq, nullptr, w.bound.data(), c0, c1 - c0);
+    chunk.prepare(rq, w.bound.size() == c ? w.bound.data() : nullptr, c0, c1 - c0);
     const std::size_t direct_end = std::clamp(direct, c0, c1);  // folded_chunk is a multiple of 16
     for (std::size_t n = 0; n < g.in.n; ++n) {
       // Only the last chunk can hold framed channels, so one image is framed once per call.
@@ -380,15 +409,15 @@ void depthwise3x3(const std::uint8_t* x, const depthwise_geometry& g, const dept
       for (std::size_t oh = 0; oh < g.out_h; ++oh) {
 #if XQUANT_DEPTHWISE_VNNI
         if (c0 < direct_end)
-          detail::depthwise_rows_vnni(x, g, n, oh, c0, direct_end, w, rq, folded, folds, out, scratch);
+          detail::depthwise_rows_vnni(x, g, n, oh, c0, direct_end, w, rq, chunk, out, scratch);
 #endif
         if (direct_end == c1) continue;
         row.in = scratch + oh * g.stride * framed_row;  // framed row oh * stride = input row oh * stride - 1
         row.out = out + g.out().at(n, oh, 0);
         const std::size_t done = lanes::for_blocks<std::int32_t, Arch>(
-            direct_end, c1, [&row, &w, &rq, &folds, folded, c0](auto arch, std::size_t cb) {
+            direct_end, c1, [&row, &w, &rq, &chunk, c0](auto arch, std::size_t cb) {
               using A = decltype(arch);
-              detail::with_requant<A>(folded, folds, c0, rq, cb, [&](auto requant) {
+              detail::with_requant<A>(chunk, c0, rq, cb, [&](auto requant) {
                 detail::depthwise_block<A>(row, cb, w, requant, rq.qmin, rq.qmax);
               });
             });

@@ -181,6 +181,8 @@ TEST_CASE("depthwise 3x3 int8: folded and unfolded channel chunks") {
   // 300 channels are two chunks of folded constants (256 + 44), each image framed again for
   // the second. Scales of a real layer: every channel folds; then one scale of 3/4 in the
   // second chunk (ties possible) sends that chunk, and only it, down the unfolded path.
+  // Every folding channel here also folds into float constants, except one given a large
+  // bias.
   int8_test::generator gen(17);
   for (std::size_t stride : {std::size_t{1}, std::size_t{2}}) {
     layer l = random_layer(gen, {2, 5, 6, 300}, stride, true);
@@ -194,7 +196,21 @@ TEST_CASE("depthwise 3x3 int8: folded and unfolded channel chunks") {
         count += fold_requant(l.rq.fixed.multiplier[c], l.rq.fixed.shift[c], 0, packed.bound[c], 3).has_value();
       return count;
     };
+    const auto float_folds = [&](const int8::depthwise_packed& p, std::size_t c0, std::size_t c1) {
+      std::size_t count = 0;
+      for (std::size_t c = c0; c < c1; ++c)
+        count += fold_float_requant(l.rq.fixed.multiplier[c], l.rq.fixed.shift[c], 0, p.bound[c], 3).has_value();
+      return count;
+    };
     CHECK(folds(0, 300) == 300);
+    CHECK(float_folds(packed, 0, 300) == 300);
+    compare_all_archs(l);
+    // A bias past 2^24 in the first chunk: it still folds, but not into float constants,
+    // so that chunk takes the integer fold on every arch.
+    l.bias[100] = 1 << 25;
+    const int8::depthwise_packed wide = int8::pack_depthwise3x3(l.w, l.bias, l.zp);
+    CHECK(fold_requant(l.rq.fixed.multiplier[100], l.rq.fixed.shift[100], 0, wide.bound[100], 3).has_value());
+    CHECK(float_folds(wide, 0, 256) == 255);
     compare_all_archs(l);
     scales[270] = 0.75f;
     l.rq = make_requant_channel_params<std::uint8_t>(scales, 3, 0, 255);

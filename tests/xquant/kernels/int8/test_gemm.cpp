@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cfenv>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -274,13 +275,47 @@ std::size_t folding_columns(const int8_product& p) {
   return count;
 }
 
-TEST_CASE("int8 gemm: the folded and the unfolded epilogue both equal the reference") {
-  // Random data and the scales of a real layer: every column folds. Some scales >= 1/2
-  // (ties possible): those panels keep the unfolded path. N = 150 is three panels, the
-  // first all folded, the others with some scales made large, so one call uses both.
+/// How many of p's columns the epilogue can fold into float constants (where the arch has
+/// a hardware FMA).
+std::size_t float_folding_columns(const int8_product& p) {
+  const requant_channel_args rq = p.rq.args();
+  std::size_t count = 0;
+  for (std::size_t c = 0; c < p.n; ++c) {
+    count += fold_float_requant(rq.multiplier[c], rq.shift[c], p.bias[c], p.packed.acc_bounds()[c], rq.zero_point)
+                 .has_value();
+  }
+  return count;
+}
+
+TEST_CASE("int8 gemm: the float-folded, the folded and the unfolded epilogue all equal the reference") {
+  // Random data and the scales of a real layer: every column folds, into float constants
+  // too (|acc + bias| <= 2^24). Some scales >= 1/2 (ties possible): those panels keep the
+  // unfolded path. N = 150 is three panels, the first all folded, the others with some
+  // scales made large, so one call uses both.
   const int8_product folded(37, 70, 91, 1, data_kind::random, requant_kind{}, 31);
   CHECK(folding_columns(folded) == folded.n);
+  CHECK(float_folding_columns(folded) == folded.n);
   check_all_paths(folded);
+  // In another rounding mode the float form would round differently: the epilogue must
+  // notice and take the integer one.
+  REQUIRE(std::fesetround(FE_UPWARD) == 0);
+  CHECK_FALSE(float_rounding_is_nearest());
+  check_all_paths(folded);
+  REQUIRE(std::fesetround(FE_TONEAREST) == 0);
+#if defined(__SSE__)
+  // The SSE rounding mode alone (what the SIMD kernels use; glibc's fegetround reads x87's).
+  const unsigned csr = _mm_getcsr();
+  _mm_setcsr((csr & ~_MM_ROUND_MASK) | _MM_ROUND_TOWARD_ZERO);
+  CHECK_FALSE(float_rounding_is_nearest());
+  check_all_paths(folded);
+  _mm_setcsr(csr);
+#endif
+  CHECK(float_rounding_is_nearest());
+  // K = 1100: accumulator bounds past 2^24, where only the integer fold is exact.
+  const int8_product deep(19, 40, 1100, 0, data_kind::random, requant_kind{}, 34);
+  CHECK(folding_columns(deep) == deep.n);
+  CHECK(float_folding_columns(deep) == 0);
+  check_all_paths(deep);
   requant_kind large;
   large.large_scales = true;
   const int8_product unfolded(37, 70, 91, 1, data_kind::random, large, 32);
