@@ -174,8 +174,10 @@ struct chunk_requant {
   /// For channels c0 .. c0 + count - 1 of rq with accumulator bounds `bound` (null: none
   /// known). The bias starts the accumulator, so it is folded as 0; bound holds it.
   void prepare(const requant_channel_args& rq, const std::int64_t* bound, std::size_t c0, std::size_t count) noexcept {
-    float_folded = bound != nullptr && rq.qmin >= 0 && rq.qmax <= 255 &&
-                   float_folds.fold(rq, nullptr, bound, c0, count);
+    if constexpr (simd::has_fused_multiply_add<simd::default_arch>) {  // else no arch here uses it
+      float_folded = bound != nullptr && rq.qmin >= 0 && rq.qmax <= 255 &&
+                     float_folds.fold(rq, nullptr, bound, c0, count);
+    }
     folded = bound != nullptr && folds.fold(rq, nullptr, bound, c0, count);  // for the archs without an FMA
   }
 };
