@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "xquant/kernels/int8/gemm.hpp"
@@ -264,25 +265,15 @@ TEST_CASE("int8 gemm: every path equals the reference on awkward sizes, random d
   CHECK(products == 19 * 19 * 3);
 }
 
-/// How many of p's columns the epilogue can fold (requant_fold.hpp) for its weights' bounds.
-std::size_t folding_columns(const int8_product& p) {
+/// How many of p's columns the epilogue can fold (requant_fold.hpp) for its weights' bounds:
+/// into integer constants, or (as_float) into float ones (where the arch has a hardware FMA).
+std::size_t folding_columns(const int8_product& p, bool as_float = false) {
   const requant_channel_args rq = p.rq.args();
   std::size_t count = 0;
   for (std::size_t c = 0; c < p.n; ++c) {
-    count += fold_requant(rq.multiplier[c], rq.shift[c], p.bias[c], p.packed.acc_bounds()[c], rq.zero_point)
-                 .has_value();
-  }
-  return count;
-}
-
-/// How many of p's columns the epilogue can fold into float constants (where the arch has
-/// a hardware FMA).
-std::size_t float_folding_columns(const int8_product& p) {
-  const requant_channel_args rq = p.rq.args();
-  std::size_t count = 0;
-  for (std::size_t c = 0; c < p.n; ++c) {
-    count += fold_float_requant(rq.multiplier[c], rq.shift[c], p.bias[c], p.packed.acc_bounds()[c], rq.zero_point)
-                 .has_value();
+    const auto args =
+        std::make_tuple(rq.multiplier[c], rq.shift[c], p.bias[c], p.packed.acc_bounds()[c], rq.zero_point);
+    count += as_float ? std::apply(fold_float_requant, args).has_value() : std::apply(fold_requant, args).has_value();
   }
   return count;
 }
@@ -294,7 +285,7 @@ TEST_CASE("int8 gemm: the float-folded, the folded and the unfolded epilogue all
   // scales made large, so one call uses both.
   const int8_product folded(37, 70, 91, 1, data_kind::random, requant_kind{}, 31);
   CHECK(folding_columns(folded) == folded.n);
-  CHECK(float_folding_columns(folded) == folded.n);
+  CHECK(folding_columns(folded, true) == folded.n);
   check_all_paths(folded);
   // In another rounding mode the float form would round differently: the epilogue must
   // notice and take the integer one.
@@ -314,7 +305,7 @@ TEST_CASE("int8 gemm: the float-folded, the folded and the unfolded epilogue all
   // K = 1100: accumulator bounds past 2^24, where only the integer fold is exact.
   const int8_product deep(19, 40, 1100, 0, data_kind::random, requant_kind{}, 34);
   CHECK(folding_columns(deep) == deep.n);
-  CHECK(float_folding_columns(deep) == 0);
+  CHECK(folding_columns(deep, true) == 0);
   check_all_paths(deep);
   requant_kind large;
   large.large_scales = true;
