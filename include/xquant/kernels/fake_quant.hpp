@@ -27,6 +27,7 @@
 #include <cstdint>
 
 #include "xquant/kernels/reference/fake_quant.hpp"
+#include "xquant/kernels/requant_fold.hpp"
 #include "xquant/kernels/simd.hpp"
 
 XQUANT_SIMD_BEGIN
@@ -40,8 +41,6 @@ template <class A>
 using i32 = simd::batch<std::int32_t, A>;
 template <class A>
 using mask_batch = xsimd::batch_bool<float, A>;
-
-inline constexpr float magic = 12582912.0f;  // 1.5 * 2^23
 
 // ---- lane bits <-> batch_bool ----
 
@@ -116,7 +115,7 @@ struct lanes {
 template <class A>
 f32<A> fake_quant_batch(f32<A> x, const lanes<A>& k, mask_batch<A>& inside) noexcept {
   const f32<A> v = xsimd::min(xsimd::max(x / k.scale, k.lo1), k.hi1);
-  const f32<A> r = (v + f32<A>(magic)) - f32<A>(magic);
+  const f32<A> r = (v + f32<A>(float_magic)) - f32<A>(float_magic);
   inside = (r >= k.lo) & (r <= k.hi);
   return xsimd::min(xsimd::max(r, k.lo), k.hi) * k.scale;
 }

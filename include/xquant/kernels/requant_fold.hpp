@@ -123,7 +123,8 @@ struct float_folded_requant {
   float offset = 0.0f;  ///< float_magic + zero_point
 };
 
-inline constexpr float float_magic = 12582912.0f;             // 1.5 * 2^23
+// 1.5 * 2^23, the "magic number" every float kernel here rounds with (requantize.hpp).
+inline constexpr float float_magic = 12582912.0f;
 inline constexpr std::int32_t float_magic_bits = 0x4B400000;  // its bit pattern
 
 /// True in the default floating-point rounding mode, the one fold_float_requant needs. On

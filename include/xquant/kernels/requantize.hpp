@@ -270,27 +270,24 @@ struct float_folded_store {
 
 // ---- float ----
 
-inline constexpr float magic = float_magic;                 // 1.5 * 2^23 (requant_fold.hpp)
-inline constexpr std::int32_t magic_bits = float_magic_bits;  // its bit pattern
-
 template <class A>
 struct float_lanes {
   f32<A> scale, lo, hi;  // lo, hi = qmin - zero_point, qmax - zero_point
-  i32<A> offset;         // magic_bits - zero_point
+  i32<A> offset;         // float_magic_bits - zero_point
 };
 
 template <class A>
 float_lanes<A> float_lanes_of(float scale, std::int32_t zero_point, std::int32_t qmin,
                               std::int32_t qmax) noexcept {
   return {f32<A>(scale), f32<A>(static_cast<float>(qmin - zero_point)),
-          f32<A>(static_cast<float>(qmax - zero_point)), i32<A>(magic_bits - zero_point)};
+          f32<A>(static_cast<float>(qmax - zero_point)), i32<A>(float_magic_bits - zero_point)};
 }
 
 /// One batch of reference::requantize_float (already clamped).
 template <class A>
 i32<A> float_batch(i32<A> acc, const float_lanes<A>& k) noexcept {
   const f32<A> y = xsimd::min(xsimd::max(xsimd::to_float(acc) * k.scale, k.lo), k.hi);
-  return xsimd::bitwise_cast<i32<A>>(y + f32<A>(magic)) - k.offset;
+  return xsimd::bitwise_cast<i32<A>>(y + f32<A>(float_magic)) - k.offset;
 }
 
 // ---- loops ----

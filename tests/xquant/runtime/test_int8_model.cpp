@@ -144,14 +144,20 @@ array<float> images(std::size_t n, std::size_t c, std::size_t h, std::size_t w, 
   return nn_test::random_array<float>(shape_t{n, c, h, w}, rng, -1.5, 2.0);
 }
 
+/// Random weights and BN statistics, then calibration on n random c x h x w images (in
+/// that order of draws from rng): a converted model's starting state.
+void initialize(nn::module& m, std::mt19937& rng, std::size_t n, std::size_t c, std::size_t h, std::size_t w) {
+  m.reset_parameters(rng);
+  randomize_bn(m, rng);
+  calibrate(m, images(n, c, h, w, rng));
+}
+
 }  // namespace
 
 TEST_CASE("int8_model equals the fake-quant graph of a conv + BN + ReLU network within one step") {
   std::mt19937 rng(1);
   net<nn::conv_bn<Q>> m(8 * 9 * 7, nn::conv_bn_config{.in = 2, .out = 8, .kernel = 3, .act = activation::relu});
-  m.reset_parameters(rng);
-  randomize_bn(m, rng);
-  calibrate(m, images(16, 2, 9, 7, rng));
+  initialize(m, rng, 16, 2, 9, 7);
   const agreement a = compare(m, images(20, 2, 9, 7, rng), 8);
   CHECK(a.max_steps == 0);
   CHECK(a.exact == a.total);
@@ -160,9 +166,7 @@ TEST_CASE("int8_model equals the fake-quant graph of a conv + BN + ReLU network 
 TEST_CASE("int8_model runs every step kind: depthwise, add, pooling, strided conv, flatten reorder") {
   std::mt19937 rng(2);
   net<mixed_block> m(16);
-  m.reset_parameters(rng);
-  randomize_bn(m, rng);
-  calibrate(m, images(32, 3, 13, 11, rng));
+  initialize(m, rng, 32, 3, 13, 11);
   const runtime::graph g = runtime::build_graph(m, images(1, 3, 13, 11, rng));
   std::size_t kinds = 0;
   for (std::size_t k = 0; k < std::variant_size_v<runtime::step>; ++k) {
@@ -178,9 +182,7 @@ TEST_CASE("int8_model runs every step kind: depthwise, add, pooling, strided con
 TEST_CASE("dense after flatten of a multi-pixel image reorders its weights to NHWC") {
   std::mt19937 rng(3);
   net<nn::conv_bn<Q>> m(4 * 5 * 6, nn::conv_bn_config{.in = 1, .out = 4, .kernel = 3});
-  m.reset_parameters(rng);
-  randomize_bn(m, rng);
-  calibrate(m, images(16, 1, 5, 6, rng));
+  initialize(m, rng, 16, 1, 5, 6);
   const agreement a = compare(m, images(5, 1, 5, 6, rng));
   CHECK(a.max_steps == 0);
   CHECK(a.exact == a.total);
@@ -190,9 +192,7 @@ TEST_CASE("int8_model runs large batches in cache-sized chunks of images, with t
   std::mt19937 rng(9);
   // conv 3x3 1 -> 16 on 28x28: the largest step reads 784 and writes 12544 bytes per image.
   net<nn::conv_bn<Q>> m(16 * 28 * 28, nn::conv_bn_config{.in = 1, .out = 16, .kernel = 3, .act = activation::relu});
-  m.reset_parameters(rng);
-  randomize_bn(m, rng);
-  calibrate(m, images(8, 1, 28, 28, rng));
+  initialize(m, rng, 8, 1, 28, 28);
   const runtime::graph g = runtime::build_graph(m, images(1, 1, 28, 28, rng));
   runtime::int8_model chunked(g, 64), one(g, 1);
   const runtime::int8_model few(g, 5);

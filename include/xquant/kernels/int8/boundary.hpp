@@ -25,15 +25,13 @@
 
 #include "xquant/kernels/int8/lanes.hpp"
 #include "xquant/kernels/reference/int8/boundary.hpp"
+#include "xquant/kernels/requant_fold.hpp"
 #include "xquant/kernels/simd.hpp"
 
 XQUANT_SIMD_BEGIN
 namespace xquant::kernels::int8 {
 
 namespace detail {
-
-inline constexpr float magic = 12582912.0f;             // 1.5 * 2^23
-inline constexpr std::int32_t magic_bits = 0x4B400000;  // its bit pattern
 
 /// Quantizes the batch of floats at x; sets nan when one is NaN.
 template <class A>
@@ -43,8 +41,8 @@ xsimd::batch<std::int32_t, A> quantize_batch(const float* x, const activation_qu
   nan = nan || xsimd::any(xsimd::isnan(v));
   const f32 y = xsimd::min(xsimd::max(v / f32(q.scale), f32(static_cast<float>(-q.zero_point))),
                            f32(static_cast<float>(255 - q.zero_point)));
-  return xsimd::bitwise_cast<xsimd::batch<std::int32_t, A>>(y + f32(magic)) -
-         xsimd::batch<std::int32_t, A>(magic_bits - q.zero_point);
+  return xsimd::bitwise_cast<xsimd::batch<std::int32_t, A>>(y + f32(float_magic)) -
+         xsimd::batch<std::int32_t, A>(float_magic_bits - q.zero_point);
 }
 
 }  // namespace detail
