@@ -179,6 +179,31 @@ TEST_CASE("int8 conv: every path equals im2col + the reference GEMM on odd sizes
   MESSAGE(cases, " convolutions");
 }
 
+TEST_CASE("int8 conv: 7-row tiles on output rows that are multiples of 7 equal the reference") {
+  // The VNNI kernel's tile height follows the output width (dpbusd_kernel::rows_for): 7
+  // where 7 divides it, including 4-vector tiles once K >= 256, else 6. Widths 7-28 with
+  // 1-4 vectors (N up to 64, then a second panel), shallow and deep K, stride 1 and 2.
+#if XQUANT_INT8_AVX512_VNNI
+  using zmm = int8::gemm_detail::dpbusd_kernel<int8::gemm_detail::zmm_dpbusd>;
+  CHECK(zmm::rows_for(1, 28, 144) == 7);
+  CHECK(zmm::rows_for(4, 7, 576) == 7);
+  CHECK(zmm::rows_for(4, 28, 16) == 6);
+  CHECK(zmm::rows_for(2, 0, 144) == 6);
+  CHECK(zmm::rows_for(2, 12, 144) == 6);
+#endif
+  unsigned seed = 700;
+  for (std::size_t w : {7, 14, 21, 28}) {
+    for (std::size_t c : {1, 16, 32, 64}) {
+      for (std::size_t n : {16, 33, 48, 64, 80}) {
+        const std::size_t stride = seed % 3 == 0 ? 2 : 1;
+        const auto g = int8::make_im2col_geometry({2, 2 * w / 7 * stride, w * stride, c}, 3, 3, stride, stride, 1, 1);
+        CHECK(check_all_paths(int8_conv_case(g, n, seed % 2 == 0, seed)) >= 1);
+        ++seed;
+      }
+    }
+  }
+}
+
 TEST_CASE("int8 conv: extreme inputs and weights do not saturate") {
   // A = 255 everywhere with W = -128: the largest-magnitude sums the paths can see.
   const auto g = int8::make_im2col_geometry({1, 7, 7, 64}, 3, 3, 1, 1, 1, 1);

@@ -23,17 +23,24 @@
 XQUANT_SIMD_BEGIN
 namespace xquant::kernels::int8::gemm_detail {
 
-/// Runs Kernel::tile<rows, vectors, Rows> for run-time rows <= MR, vectors <= NV.
-template <class Kernel, tile_rows Rows, std::size_t MR = Kernel::mr, std::size_t NV = Kernel::nv>
-void tile_of_size(std::size_t rows, std::size_t vectors, const tile_job& job,
-                  const panel_epilogue<typename Kernel::requant_arch>& e) noexcept {
+/// Runs Kernel::tile<rows, NV, Rows> for run-time rows <= MR.
+template <class Kernel, tile_rows Rows, std::size_t MR, std::size_t NV>
+void tile_of_height(std::size_t rows, const tile_job& job,
+                    const panel_epilogue<typename Kernel::requant_arch>& e) noexcept {
   if constexpr (MR > 1) {
-    if (rows < MR) return tile_of_size<Kernel, Rows, MR - 1, NV>(rows, vectors, job, e);
-  }
-  if constexpr (NV > 1) {
-    if (vectors < NV) return tile_of_size<Kernel, Rows, MR, NV - 1>(rows, vectors, job, e);
+    if (rows < MR) return tile_of_height<Kernel, Rows, MR - 1, NV>(rows, job, e);
   }
   Kernel::template tile<MR, NV, Rows>(job, e);
+}
+
+/// Runs Kernel::tile<rows, vectors, Rows> for run-time rows <= Kernel::mr, vectors <= NV.
+template <class Kernel, tile_rows Rows, std::size_t NV = Kernel::nv>
+void tile_of_size(std::size_t rows, std::size_t vectors, const tile_job& job,
+                  const panel_epilogue<typename Kernel::requant_arch>& e) noexcept {
+  if constexpr (NV > 1) {
+    if (vectors < NV) return tile_of_size<Kernel, Rows, NV - 1>(rows, vectors, job, e);
+  }
+  tile_of_height<Kernel, Rows, Kernel::mr, NV>(rows, job, e);
 }
 
 /// C = requantize(bias + A W^T) with Kernel (see reference::int8::gemm), A's rows as `a`
@@ -65,8 +72,9 @@ void run(std::size_t m, const a_rows& a, const packed_weights& w, const std::int
       job.v0 = c0 / vector_cols;
       job.sums = sums;
       const std::size_t vectors = ceil_div(job.cols, vector_cols);  // <= nv; padding vectors skipped
-      for (std::size_t r0 = 0; r0 < m; r0 += Kernel::mr) {
-        const std::size_t rows = std::min(Kernel::mr, m - r0);
+      const std::size_t mr = Kernel::rows_for(vectors, a.out_w, w.k());
+      for (std::size_t r0 = 0; r0 < m; r0 += mr) {
+        const std::size_t rows = std::min(mr, m - r0);
         job.c = c + r0 * ldc + col0 + c0;
         if (a.out_w == 0) {
           job.a = a.base + r0 * a.lda;

@@ -71,7 +71,7 @@ struct a_rows {
 };
 
 /// The largest tile height of any micro-kernel (row pointers a tile_job carries).
-inline constexpr std::size_t max_tile_rows = 6;
+inline constexpr std::size_t max_tile_rows = 7;
 
 /// How a tile finds its rows of A (the micro-kernels have a loop for each).
 enum class tile_rows {
