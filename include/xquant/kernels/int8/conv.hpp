@@ -114,15 +114,16 @@ void conv_nhwc(gemm_path p, const std::uint8_t* x, const im2col_geometry& g, std
   const frame_sides frame = conv_frame(g);
   const bool framed = implicit_conv_scratch(g) > 0;
   const std::size_t padded_w = frame.width(g.in);
-  for (std::size_t n = 0; n < g.in.n; ++n) {
+  // Image n is framed (when needed) right before the GEMM reads it.
+  const auto rows_of = [&](std::size_t n) {
     const std::uint8_t* image = x + g.in.at(n, 0, 0);
     if (framed) {
       frame_image(x, g.in, n, frame, zero_point, scratch);
       image = scratch;
     }
-    gemm_detail::run_path<Arch>(p, pixels, conv_detail::window_rows(g, image, padded_w), w, bias, rq,
-                                out + n * pixels * w.n(), w.n());
-  }
+    return conv_detail::window_rows(g, image, padded_w);
+  };
+  gemm_detail::run_path<Arch>(p, g.in.n, pixels, rows_of, w, bias, rq, out, w.n(), pixels * w.n());
 }
 
 /// The same on default_path<Arch>().

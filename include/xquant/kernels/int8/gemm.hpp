@@ -125,19 +125,22 @@ inline void check_gemm_args(std::size_t m, const std::uint8_t* a, std::size_t ld
 
 namespace gemm_detail {
 
-/// The GEMM on path p with A's rows as `a` says (gemm/tile.hpp); p must be compiled in
-/// (otherwise the generic path runs). Shared by gemm and the implicit convolution.
-template <class Arch>
-void run_path(gemm_path p, std::size_t m, const a_rows& a, const packed_weights& w, const std::int32_t* bias,
-              const requant_channel_args& rq, std::uint8_t* c, std::size_t ldc) noexcept {
+/// run_images (gemm/driver.hpp) on path p; p must be compiled in (otherwise the generic
+/// path runs). Shared by gemm and the implicit convolution.
+template <class Arch, class RowsOf>
+void run_path(gemm_path p, std::size_t images, std::size_t m, RowsOf rows_of, const packed_weights& w,
+              const std::int32_t* bias, const requant_channel_args& rq, std::uint8_t* c, std::size_t ldc,
+              std::size_t c_stride) noexcept {
 #if XQUANT_INT8_AVX512_VNNI
-  if (p == gemm_path::avx512_vnni) return run<dpbusd_kernel<zmm_dpbusd>>(m, a, w, bias, rq, c, ldc);
+  if (p == gemm_path::avx512_vnni)
+    return run_images<dpbusd_kernel<zmm_dpbusd>>(images, m, rows_of, w, bias, rq, c, ldc, c_stride);
 #endif
 #if XQUANT_INT8_AVX_VNNI
-  if (p == gemm_path::avx_vnni) return run<dpbusd_kernel<ymm_dpbusd>>(m, a, w, bias, rq, c, ldc);
+  if (p == gemm_path::avx_vnni)
+    return run_images<dpbusd_kernel<ymm_dpbusd>>(images, m, rows_of, w, bias, rq, c, ldc, c_stride);
 #endif
   (void)p;
-  run<madd_kernel<Arch>>(m, a, w, bias, rq, c, ldc);
+  run_images<madd_kernel<Arch>>(images, m, rows_of, w, bias, rq, c, ldc, c_stride);
 }
 
 }  // namespace gemm_detail
@@ -148,7 +151,8 @@ template <class Arch = simd::default_arch>
 void gemm(gemm_path p, std::size_t m, const std::uint8_t* a, std::size_t lda, const packed_weights& w,
           const std::int32_t* bias, const requant_channel_args& rq, std::uint8_t* c, std::size_t ldc) noexcept {
   // Must equal reference::int8::gemm bit for bit.
-  gemm_detail::run_path<Arch>(p, m, gemm_detail::a_rows::matrix(a, lda, w.k()), w, bias, rq, c, ldc);
+  const gemm_detail::a_rows rows = gemm_detail::a_rows::matrix(a, lda, w.k());
+  gemm_detail::run_path<Arch>(p, 1, m, [&](std::size_t) { return rows; }, w, bias, rq, c, ldc, 0);
 }
 
 /// C = requantize(bias + A W^T) on default_path<Arch>() (see the top of this file).

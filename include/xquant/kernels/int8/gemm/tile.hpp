@@ -2,7 +2,7 @@
 // What every int8 GEMM micro-kernel shares: the description of one tile, how A's bytes are
 // read per k group, and the fused epilogue (bias, per-channel fixed-point requantization,
 // clamp, narrowing store) applied to a tile's int32 sums right after its k loop, while they
-// are in L1 (job.sums, 1.5 KB at most), before anything else is computed.
+// are in L1 (job.sums, 1.75 KB at most), before anything else is computed.
 //
 // Epilogue. The per-channel constants are derived once per panel of 64 columns and reused
 // by every row tile of the panel. Where the packed weights' accumulator bounds allow it
