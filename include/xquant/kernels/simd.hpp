@@ -44,10 +44,13 @@
 // For small per-batch helpers called from a kernel's inner loop with many values live
 // (requantization inside the depthwise pixel loop): left out of line, the call makes the
 // caller keep its weights and constants in memory, not registers (measured 1.5x slower).
+// XQUANT_SIMD_INLINE_LAMBDA is the same for a lambda (after its parameter list).
 #if defined(__GNUC__) || defined(__clang__)
 #define XQUANT_SIMD_INLINE [[gnu::always_inline]] inline
+#define XQUANT_SIMD_INLINE_LAMBDA __attribute__((always_inline))
 #else
 #define XQUANT_SIMD_INLINE inline
+#define XQUANT_SIMD_INLINE_LAMBDA
 #endif
 
 XQUANT_SIMD_BEGIN

@@ -82,12 +82,15 @@ void run(std::size_t m, const a_rows& a, const packed_weights& w, const std::int
       job.sums = st.sums;
       const std::size_t vectors = ceil_div(job.cols, vector_cols);  // <= nv; padding vectors skipped
       const std::size_t mr = Kernel::rows_for(vectors, a.out_w, w.k());
-      for (std::size_t r0 = 0; r0 < m; r0 += mr) {
+      // A plain matrix's full tiles go to the kernel in one run (tile_job::count).
+      for (std::size_t r0 = 0; r0 < m; r0 += job.count * mr) {
         const std::size_t rows = std::min(mr, m - r0);
         job.c = c + r0 * ldc + col0 + c0;
+        job.count = 1;
         if (a.out_w == 0) {
           job.a = a.base + r0 * a.lda;
-          job.next = a.base + std::min(r0 + rows, m - 1) * a.lda;
+          if (rows == mr) job.count = (m - r0) / mr;
+          job.next = a.base + std::min(r0 + job.count * rows, m - 1) * a.lda;
           tile_of_size<Kernel, tile_rows::matrix>(rows, vectors, job, e);
         } else if (Kernel::strided_runs && r0 % a.out_w + rows <= a.out_w) {  // inside one output row
           job.a = a.row(r0);

@@ -108,10 +108,17 @@ struct madd_kernel {
     }
   }
 
-  /// C[0 .. MR)[0 .. NV * vector_cols) of the job (its first job.cols columns); A's rows
-  /// as in dpbusd_kernel::tile (vnni.hpp), a convolution's always indirect.
+  /// C[0 .. MR)[0 .. NV * vector_cols) of the job (its first job.cols columns; job.count
+  /// tiles down a plain matrix); A's rows as in dpbusd_kernel::tile (vnni.hpp), a
+  /// convolution's always indirect.
   template <std::size_t MR, std::size_t NV, tile_rows Rows>
   static void tile(const tile_job& job, const panel_epilogue<Arch>& e) noexcept {
+    for_each_tile<MR, Rows>(job, [&](const tile_job& t) XQUANT_SIMD_INLINE_LAMBDA { one_tile<MR, NV, Rows>(t, e); });
+  }
+
+ private:
+  template <std::size_t MR, std::size_t NV, tile_rows Rows>
+  XQUANT_SIMD_INLINE static void one_tile(const tile_job& job, const panel_epilogue<Arch>& e) noexcept {
     // Must equal reference::int8::gemm bit for bit (sums modulo 2^32 in another order).
     I32 acc[MR][NV];
 #pragma GCC unroll 8

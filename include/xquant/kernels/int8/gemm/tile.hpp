@@ -94,6 +94,10 @@ struct tile_job {
   std::uint8_t* c;       ///< C[row 0][first column], row stride ldc
   std::size_t ldc;
   std::size_t cols;    ///< valid columns of the tile (the rest are padding)
+  /// matrix, strided_runs: how many tiles of the same shape to run, tile t at rows a + t * MR
+  /// * lda, c + t * MR * ldc (the kernel loops: a call per tile, with its loads of the job's
+  /// fields, cost as much as a K = 16 tile's multiply-adds); indirect: 1
+  std::size_t count = 1;
   std::size_t v0;      ///< the tile's first vector in the panel's epilogue constants
   std::int32_t* sums;  ///< 64-byte aligned room for the tile's int32 results (store_tile)
 };
@@ -261,6 +265,24 @@ struct panel_epilogue {
     }
   }
 };
+
+/// Runs body(t) for job.count tiles t of MR rows (tile_job::count): job itself, then the
+/// tiles below it; a plain matrix's prefetch target is the next of them, job.next for the
+/// last one.
+template <std::size_t MR, tile_rows Rows, class Body>
+XQUANT_SIMD_INLINE void for_each_tile(const tile_job& job, Body body) noexcept {
+  if constexpr (Rows != tile_rows::matrix) {
+    body(job);
+  } else {
+    tile_job t = job;
+    for (std::size_t n = job.count; n > 0; --n) {
+      t.next = n > 1 ? t.a + MR * t.lda : job.next;
+      body(t);
+      t.a += MR * t.lda;
+      t.c += MR * t.ldc;
+    }
+  }
+}
 
 /// The 4 A bytes of a full k group at p (a0 in the low byte).
 inline std::uint32_t group_bytes(const std::uint8_t* p) noexcept {

@@ -15,8 +15,16 @@
 // instead (rows_for). 6 x 2 on ymm: 12 + 2 + 1 of the 16 registers AVX-VNNI (VEX) can name.
 // vpdpbusd has a latency of ~4 cycles and this core (Zen 5) issues two per cycle, so ~8-12
 // independent chains are needed (measured: 4 chains give half the peak, 8 about 92 %, 12
-// 99 %). Tiles with fewer accumulators (small M: M = 1 dense layers, ragged edges) split k
-// over KS interleaved accumulator sets, summed at the end, as far as the registers allow.
+// 99 %). Tiles with fewer than 7 accumulators (small M: M = 1 dense layers, ragged edges)
+// split k over KS interleaved accumulator sets, summed at the end, as far as the registers
+// allow. From 7 up, one set: a 7 x 1 convolution tile split in two sets (14 chains) ran
+// slower than with 7 (resnet's 3x3 16 -> 16: 9.7 -> 9.0 us per image, its stem 2.6 -> 2.3);
+// the zeroing and summing of a second set cost more than the chains gain at K = 12-144.
+//
+// A plain matrix's full tiles come in one call (tile_job::count, tile.hpp's for_each_tile):
+// a call per tile cost as much as a K = 16 tile's multiply-adds (GEMM of M = 10192, K = N =
+// 16: 2.27 -> 2.02 us per 784 rows). A convolution's tiles still come one call each: its
+// strided tiles, looped in the kernel, ran slower (the stem 2.6 -> 3.4 us per image).
 //
 // GCC 12 needs the accumulators' code to be written carefully or it keeps them in memory
 // (each costs a store and a reload per vpdpbusd, halving the rate): every loop over them
@@ -122,7 +130,7 @@ struct dpbusd_kernel {
     return R::rows_for(vectors, out_w, k);
   }
   static constexpr bool strided_runs = true;  // convolution tiles inside one output row (tile()'s comment)
-  static constexpr std::size_t chains = 12;  // independent vpdpbusd chains wanted
+  static constexpr std::size_t chains = 12;  // independent vpdpbusd chains wanted below 7 accumulators
   // Bytes of W prefetched ahead by the 1- and 2-row tiles (8 groups of a 64-column panel).
   // Those tiles (M = 1 dense layers) are bound by the L2 -> L1 stream of W; the hardware
   // prefetcher alone left ~20 % on the table (dense 3136 -> 128, batch 1: 370 -> 445 GOPS).
@@ -148,7 +156,8 @@ struct dpbusd_kernel {
     }
   }
 
-  /// C[0 .. MR)[0 .. NV * vector_cols) of the job (its first job.cols columns), A's rows as
+  /// C[0 .. MR)[0 .. NV * vector_cols) of the job (its first job.cols columns; job.count
+  /// such tiles down a plain matrix, tile.hpp's for_each_tile), A's rows as
   /// Rows says (tile.hpp): a plain matrix (one run of K per row, at job.a + i * lda; the
   /// next tile's rows are prefetched), a convolution tile inside one output row (runs from
   /// job.a + i * lda) or across two (runs from job.row[i]). Separate loops: the strided ones
@@ -156,8 +165,14 @@ struct dpbusd_kernel {
   /// (measured: a loop general enough for all three slowed plain GEMMs with small K 15-70 %).
   template <std::size_t MR, std::size_t NV, tile_rows Rows>
   static void tile(const tile_job& job, const panel_epilogue<requant_arch>& e) noexcept {
+    for_each_tile<MR, Rows>(job, [&](const tile_job& t) XQUANT_SIMD_INLINE_LAMBDA { one_tile<MR, NV, Rows>(t, e); });
+  }
+
+ private:
+  template <std::size_t MR, std::size_t NV, tile_rows Rows>
+  XQUANT_SIMD_INLINE static void one_tile(const tile_job& job, const panel_epilogue<requant_arch>& e) noexcept {
     // Must equal reference::int8::gemm bit for bit (sums modulo 2^32 in another order).
-    constexpr std::size_t KS = std::clamp<std::size_t>(
+    constexpr std::size_t KS = MR * NV >= 7 ? 1 : std::clamp<std::size_t>(
         std::min((chains + MR * NV - 1) / (MR * NV), R::max_accumulators / (MR * NV)), 1, 4);
     const std::size_t w_stride = job.w_stride, lda = job.lda;
     reg acc[KS][MR][NV];
