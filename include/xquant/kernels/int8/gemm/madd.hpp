@@ -86,7 +86,7 @@ struct madd_kernel {
   // instantiations this kernel adds to every build.
   static constexpr bool strided_runs = false;
   static constexpr std::size_t nv = many_registers ? 4 : 2;
-  static constexpr std::size_t rows_for(std::size_t, std::size_t, std::size_t) noexcept { return mr; }  // one height for all
+  static constexpr std::size_t rows_for(std::size_t, std::size_t, std::size_t) noexcept { return mr; }  // always mr
   static_assert(nv * vector_cols <= panel_cols);
 
   /// acc += one k group: row i's 4 A bytes (read_a(i)) times the NV vectors of W at w.

@@ -94,9 +94,9 @@ struct tile_job {
   std::uint8_t* c;       ///< C[row 0][first column], row stride ldc
   std::size_t ldc;
   std::size_t cols;    ///< valid columns of the tile (the rest are padding)
-  /// matrix, strided_runs: how many tiles of the same shape to run, tile t at rows a + t * MR
-  /// * lda, c + t * MR * ldc (the kernel loops: a call per tile, with its loads of the job's
-  /// fields, cost as much as a K = 16 tile's multiply-adds); indirect: 1
+  /// matrix: how many tiles of the same shape to run, tile t at rows a + t * MR * lda, c + t
+  /// * MR * ldc (for_each_tile; a call per tile, with its loads of the job's fields, cost as
+  /// much as a K = 16 tile's multiply-adds); convolutions: 1
   std::size_t count = 1;
   std::size_t v0;      ///< the tile's first vector in the panel's epilogue constants
   std::int32_t* sums;  ///< 64-byte aligned room for the tile's int32 results (store_tile)

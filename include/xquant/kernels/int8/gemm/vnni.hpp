@@ -17,8 +17,9 @@
 // independent chains are needed (measured: 4 chains give half the peak, 8 about 92 %, 12
 // 99 %). Tiles with fewer than 7 accumulators (small M: M = 1 dense layers, ragged edges)
 // split k over KS interleaved accumulator sets, summed at the end, as far as the registers
-// allow. From 7 up, one set: a 7 x 1 convolution tile split in two sets (14 chains) ran
-// slower than with 7 (resnet's 3x3 16 -> 16: 9.7 -> 9.0 us per image, its stem 2.6 -> 2.3);
+// allow. From 7 up, one set: on the Zen 4 of the README's figures (one vpdpbusd a cycle), a
+// 7 x 1 convolution tile split in two sets (14 chains) ran slower than with 7 (resnet's
+// 3x3 16 -> 16: 9.7 -> 9.0 us per image, its stem 2.6 -> 2.3);
 // the zeroing and summing of a second set cost more than the chains gain at K = 12-144.
 //
 // A plain matrix's full tiles come in one call (tile_job::count, tile.hpp's for_each_tile):
