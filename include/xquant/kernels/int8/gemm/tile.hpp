@@ -73,6 +73,10 @@ struct a_rows {
 /// The largest tile height of any micro-kernel (row pointers a tile_job carries).
 inline constexpr std::size_t max_tile_rows = 7;
 
+/// The most accumulators a kernel hands to panel_epilogue::store_float_registers (as
+/// arguments: 8 vector registers carry them, one is left to spare).
+inline constexpr std::size_t max_register_accumulators = 7;
+
 /// How a tile finds its rows of A (the micro-kernels have a loop for each).
 enum class tile_rows {
   matrix,        ///< a plain matrix: row i at a + i * lda, K contiguous bytes
@@ -153,7 +157,8 @@ struct panel_epilogue {
 
   /// Requantizes and stores a tile: acc holds MR x NV batches (row major, aligned), the
   /// sums of the tile's columns (job.cols of them valid) before the bias. The kernels hand
-  /// their accumulators over through job.sums (in the caller's frame, not the kernel's:
+  /// their accumulators over through job.sums (but see store_float_registers; in the
+  /// caller's frame, not the kernel's:
   /// GCC 12 treats a local array that the accumulators are finally stored to as their home
   /// and stores to it inside the k loop) rather than calling store per batch (an
   /// out-of-line call with accumulators live spills them across the k loop). A template on
@@ -190,6 +195,33 @@ struct panel_epilogue {
         }
       }
     }
+  }
+
+  /// store_tile's float-folded path for a full tile whose MR * NV accumulators (row major:
+  /// acc f is row f / NV, vector f % NV) come as arguments, in registers (the x86-64
+  /// calling convention passes up to 8 vector arguments in registers), so the kernel
+  /// stores nothing to hand them over. The caller checks float_folded and job.cols == NV *
+  /// width. Why: on the Zen 4 of the README's figures a zmm store issues every other cycle,
+  /// and the 7 stores of a 7 x 1 tile's sums and their reloads were most of its epilogue
+  /// (resnet's 3x3 16 -> 16: 9.1 -> 8.4 us per image, its one-channel stem 2.37 -> 1.79).
+  /// Up to 7 accumulators: with 14 (7 x 2 tiles, 6 of them passed on the stack) every
+  /// convolution measured ran 6-20 % slower.
+  template <std::size_t NV, class... Regs>
+  [[gnu::noinline]] void store_float_registers(const tile_job& job, Regs... acc) const noexcept {
+    static_assert(sizeof...(Regs) % NV == 0 && sizeof...(Regs) <= max_register_accumulators);
+    using lanes = kernels::detail::float_folded_lanes<RA>;
+    const kernels::detail::float_folded_store<RA> store(qmin, qmax);
+    lanes k[NV];
+#pragma GCC unroll 4
+    for (std::size_t j = 0; j < NV; ++j) k[j] = lanes(float_folds, (job.v0 + j) * width);
+    std::uint8_t* const c = job.c;  // (locals: job's fields would be reloaded after each uint8 store)
+    const std::size_t ldc = job.ldc;
+    std::size_t f = 0;
+    const auto one = [&](i32 sums) XQUANT_SIMD_INLINE_LAMBDA {
+      store(c + f / NV * ldc + f % NV * width, k[f % NV](sums));
+      ++f;
+    };
+    (one(i32(acc)), ...);
   }
 
  private:

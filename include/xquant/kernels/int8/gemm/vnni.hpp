@@ -31,11 +31,15 @@
 // (each costs a store and a reload per vpdpbusd, halving the rate): every loop over them
 // fully unrolled, no call and no loop while they are live (the partial k group's bytes are
 // gathered before the k loop, the epilogue gets them through a buffer after it), and an asm
-// statement instead of the vpdpbusd builtin (see zmm_dpbusd::dot).
+// statement instead of the vpdpbusd builtin (see zmm_dpbusd::dot). The exception: a tile of
+// 7 accumulators passes them to an out-of-line epilogue as arguments, in registers
+// (panel_epilogue::store_float_registers); the epilogue inlined into the kernel made GCC
+// spill them (3x3 16 -> 16: 9.1 -> 11.3 us per image; 12.6 with the epilogue in asm).
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "xquant/kernels/int8/gemm/tile.hpp"
 #include "xquant/kernels/simd.hpp"
@@ -223,6 +227,15 @@ struct dpbusd_kernel {
           for (; g < groups; ++g, p += k_group, w += w_stride)
             step(acc[0], w, [&](std::size_t i) { return group_bytes(rows[i] + p); });
         }
+      }
+    }
+    if constexpr (panel_epilogue<requant_arch>::float_capable && KS == 1 && MR * NV <= max_register_accumulators) {
+      // (KS == 1 needs 7 accumulators: the 7 x 1 tiles of 16-channel convolutions.)
+      if (e.float_folded && job.cols == NV * vector_cols) {  // the accumulators in registers
+        [&]<std::size_t... F>(std::index_sequence<F...>) {
+          e.template store_float_registers<NV>(job, acc[0][F / NV][F % NV]...);
+        }(std::make_index_sequence<MR * NV>{});
+        return;
       }
     }
 #pragma GCC unroll 8
