@@ -168,3 +168,24 @@ TEST_CASE("add int8: every arch equals the reference on odd sizes and extremes")
   CHECK(add_one(0, 0, big) == 0);
   CHECK(add_one(255, 255, big_up) == 255);
 }
+
+TEST_CASE("add int8: every arch equals the reference on all 65536 input pairs, clamps included") {
+  // a = i % 256, b = i / 256: every pair once, in blocks of 64 and more (the AVX-512 path
+  // narrows 64 outputs at a time with saturating packs, then clamps the bytes).
+  std::vector<std::uint8_t> a(65536), b(65536);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    a[i] = static_cast<std::uint8_t>(i % 256);
+    b[i] = static_cast<std::uint8_t>(i / 256);
+  }
+  compare_all_archs(a, b, int8::make_add_params(0.031f, 117, 0.047f, 131, 0.053f, 9));
+  compare_all_archs(a, b, int8::make_add_params(0.5f, 3, 0.25f, 250, 1.0f, 128));            // ties both ways
+  compare_all_archs(a, b, int8::make_add_params(0.5f, 3, 0.25f, 250, 1.0f, 128, 128, 255));  // fused ReLU
+  compare_all_archs(a, b, int8::make_add_params(0.02f, 128, 0.02f, 128, 0.04f, 0, 0, 150));   // ReLU6-like qmax
+  compare_all_archs(a, b, int8::make_add_params(900.0f, 0, 0.001f, 255, 1.0f, 255, 7, 200));  // saturating sums
+  int8_test::generator gen(41);
+  for (int trial = 0; trial < 4; ++trial) {
+    add_case c = random_case(gen);
+    compare_all_archs(a, b, int8::make_add_params(c.s_a, c.zp_a, c.s_b, c.zp_b, c.s_out, c.zp_out, c.qmin,
+                                                  gen.uniform(c.qmin, 255)));
+  }
+}
