@@ -181,8 +181,9 @@ TEST_CASE("int8 conv: every path equals im2col + the reference GEMM on odd sizes
 
 TEST_CASE("int8 conv: 7-row tiles on output rows that are multiples of 7 equal the reference") {
   // The VNNI kernel's tile height follows the output width (dpbusd_kernel::rows_for): 7
-  // where 7 divides it, including 4-vector tiles once K >= 256, else 6. Widths 7-28 with
-  // 1-4 vectors (N up to 64, then a second panel), shallow and deep K, stride 1 and 2.
+  // where 7 divides it, including 4-vector tiles once K >= 256, else 6; and there its
+  // tiles are 1 vector wide up to N = 64 (tile_vectors). Widths 7-28 with 1-4 vectors (N up
+  // to 64, then a second panel), shallow and deep K, stride 1 and 2.
 #if XQUANT_INT8_AVX512_VNNI
   using zmm = int8::gemm_detail::dpbusd_kernel<int8::gemm_detail::zmm_dpbusd>;
   CHECK(zmm::rows_for(1, 28, 144) == 7);
@@ -190,6 +191,12 @@ TEST_CASE("int8 conv: 7-row tiles on output rows that are multiples of 7 equal t
   CHECK(zmm::rows_for(4, 28, 16) == 6);
   CHECK(zmm::rows_for(2, 0, 144) == 6);
   CHECK(zmm::rows_for(2, 12, 144) == 6);
+  // One vector per column tile where 7 divides the output width and N fits one panel.
+  CHECK(zmm::tile_vectors(28, 64) == 1);
+  CHECK(zmm::tile_vectors(7, 16) == 1);
+  CHECK(zmm::tile_vectors(28, 80) == 4);
+  CHECK(zmm::tile_vectors(12, 32) == 4);
+  CHECK(zmm::tile_vectors(0, 16) == 4);
 #endif
   unsigned seed = 700;
   for (std::size_t w : {7, 14, 21, 28}) {

@@ -58,7 +58,8 @@ struct gemm_state {
 template <class Kernel>
 void run(std::size_t m, const a_rows& a, const packed_weights& w, const std::int32_t* bias,
          const requant_channel_args& rq, std::uint8_t* c, std::size_t ldc, gemm_state<Kernel>& st) noexcept {
-  constexpr std::size_t vector_cols = Kernel::vector_cols, tile_cols = Kernel::nv * vector_cols;
+  constexpr std::size_t vector_cols = Kernel::vector_cols;
+  const std::size_t tile_cols = Kernel::tile_vectors(a.out_w, w.n()) * vector_cols;
   static_assert(vector_cols == panel_epilogue<typename Kernel::requant_arch>::width);
   static_assert(Kernel::mr <= max_tile_rows);
   if (m == 0) return;

@@ -87,6 +87,7 @@ struct madd_kernel {
   static constexpr bool strided_runs = false;
   static constexpr std::size_t nv = many_registers ? 4 : 2;
   static constexpr std::size_t rows_for(std::size_t, std::size_t, std::size_t) noexcept { return mr; }  // always mr
+  static constexpr std::size_t tile_vectors(std::size_t, std::size_t) noexcept { return nv; }         // always nv
   static_assert(nv * vector_cols <= panel_cols);
 
   /// acc += one k group: row i's 4 A bytes (read_a(i)) times the NV vectors of W at w.

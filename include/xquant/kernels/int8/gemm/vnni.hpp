@@ -12,7 +12,8 @@
 // memory) and does MR * NV vpdpbusd. 6 x 4 on zmm: 24 accumulators + 4 W + 1 A of the 32
 // registers, 10 loads per 24 vpdpbusd, and 64 columns = one panel (N = 64 layers are one
 // column tile). Convolutions whose output rows are multiples of 7 pixels take 7-row tiles
-// instead (rows_for). 6 x 2 on ymm: 12 + 2 + 1 of the 16 registers AVX-VNNI (VEX) can name.
+// instead (rows_for), 1 vector wide up to N = 64 (tile_vectors). 6 x 2 on ymm: 12 + 2 + 1
+// of the 16 registers AVX-VNNI (VEX) can name.
 // vpdpbusd has a latency of ~4 cycles and this core (Zen 5) issues two per cycle, so ~8-12
 // independent chains are needed (measured: 4 chains give half the peak, 8 about 92 %, 12
 // 99 %). Tiles with fewer than 7 accumulators (small M: M = 1 dense layers, ragged edges)
@@ -63,6 +64,15 @@ struct zmm_dpbusd {
     if (out_w > 0 && out_w % 7 == 0 && (vectors <= 3 || k >= 256)) return 7;
     return 6;
   }
+  /// Vectors per column tile (dpbusd_kernel::tile_vectors): 1 for a convolution whose
+  /// output rows 7 divides and whose N fits one panel, so that all its tiles are 7 x 1 and
+  /// hand their accumulators to the epilogue in registers; else nv. Against 7 x 2 and 7 x 4
+  /// tiles (conv timer, us per image): resnet's stride-2 3x3 16 -> 32 4.62 -> 4.50, 3x3
+  /// 32 -> 32 on 14x14 8.26 -> 8.15, 64 -> 64 on 7x7 8.13 -> 7.99, stride-2 3x3 32 -> 64
+  /// 4.32 -> 4.19, its 1x1 stride-2 shortcuts 0.91 -> 0.85 and 0.74 -> 0.68.
+  static constexpr std::size_t tile_vectors(std::size_t out_w, std::size_t n) noexcept {
+    return out_w > 0 && out_w % 7 == 0 && n <= panel_cols ? 1 : nv;
+  }
   static reg zero() noexcept { return _mm512_setzero_si512(); }
   static reg load(const std::int8_t* p) noexcept { return _mm512_load_si512(p); }
   static reg broadcast(std::uint32_t x) noexcept { return _mm512_set1_epi32(static_cast<int>(x)); }
@@ -93,6 +103,7 @@ struct ymm_dpbusd {
   using requant_arch = xsimd::avx2;
   static constexpr std::size_t mr = 6, nv = 2, max_accumulators = 12;
   static constexpr std::size_t rows_for(std::size_t, std::size_t, std::size_t) noexcept { return mr; }
+  static constexpr std::size_t tile_vectors(std::size_t, std::size_t) noexcept { return nv; }
   static reg zero() noexcept { return _mm256_setzero_si256(); }
   static reg load(const std::int8_t* p) noexcept { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
   static reg broadcast(std::uint32_t x) noexcept { return _mm256_set1_epi32(static_cast<int>(x)); }
@@ -133,6 +144,11 @@ struct dpbusd_kernel {
   /// resnet's stem 3.07 -> 2.64 us, 16 -> 16 3x3 10.3 -> 9.75, 64 -> 64 3x3 on 7x7 8.8 -> 8.3.
   static constexpr std::size_t rows_for(std::size_t vectors, std::size_t out_w, std::size_t k) noexcept {
     return R::rows_for(vectors, out_w, k);
+  }
+  /// Vectors per column tile of a GEMM whose A rows are output pixels of rows out_w long
+  /// (0: a plain matrix), N columns (R::tile_vectors).
+  static constexpr std::size_t tile_vectors(std::size_t out_w, std::size_t n) noexcept {
+    return R::tile_vectors(out_w, n);
   }
   static constexpr bool strided_runs = true;  // convolution tiles inside one output row (tile()'s comment)
   static constexpr std::size_t chains = 12;  // independent vpdpbusd chains wanted below 7 accumulators
