@@ -197,31 +197,27 @@ struct panel_epilogue {
     }
   }
 
-  /// store_tile's float-folded path for a full tile whose MR * NV accumulators (row major:
-  /// acc f is row f / NV, vector f % NV) come as arguments, in registers (the x86-64
-  /// calling convention passes up to 8 vector arguments in registers), so the kernel
-  /// stores nothing to hand them over. The caller checks float_folded and job.cols == NV *
-  /// width. Why: on the Zen 4 of the README's figures a zmm store issues every other cycle,
-  /// and the 7 stores of a 7 x 1 tile's sums and their reloads were most of its epilogue
-  /// (resnet's 3x3 16 -> 16: 9.1 -> 8.4 us per image, its one-channel stem 2.37 -> 1.79).
-  /// Up to 7 accumulators: with 14 (7 x 2 tiles, 6 of them passed on the stack) every
-  /// convolution measured ran 6-20 % slower.
-  template <std::size_t NV, class... Regs>
+  /// store_tile's float-folded path for a full tile one vector wide whose accumulators (row
+  /// i's the i-th) come as arguments, in registers (the x86-64 calling convention passes
+  /// up to 8 vector arguments in registers), so the kernel stores nothing to hand them
+  /// over. The caller checks float_folded and job.cols == width. Why: on the Zen 4 of the
+  /// README's figures a zmm store issues every other cycle, and the 7 stores of a 7 x 1
+  /// tile's sums and their reloads were most of its epilogue (resnet's 3x3 16 -> 16: 9.1 ->
+  /// 8.4 us per image, its one-channel stem 2.37 -> 1.79). Only 7 x 1 tiles: 14
+  /// accumulators (7 x 2 tiles, 6 of them passed on the stack) made every convolution
+  /// measured 6-20 % slower, and wide tiles became 7 x 1 ones instead (tile_vectors).
+  template <class... Regs>
   [[gnu::noinline]] void store_float_registers(const tile_job& job, Regs... acc) const noexcept {
-    static_assert(sizeof...(Regs) % NV == 0 && sizeof...(Regs) <= max_register_accumulators);
-    using lanes = kernels::detail::float_folded_lanes<RA>;
+    static_assert(sizeof...(Regs) <= max_register_accumulators);
     const kernels::detail::float_folded_store<RA> store(qmin, qmax);
-    lanes k[NV];
-#pragma GCC unroll 4
-    for (std::size_t j = 0; j < NV; ++j) k[j] = lanes(float_folds, (job.v0 + j) * width);
-    std::uint8_t* const c = job.c;  // (locals: job's fields would be reloaded after each uint8 store)
+    const kernels::detail::float_folded_lanes<RA> k(float_folds, job.v0 * width);
+    std::uint8_t* out = job.c;  // (locals: job's fields would be reloaded after each uint8 store)
     const std::size_t ldc = job.ldc;
-    std::size_t f = 0;
-    const auto one = [&](i32 sums) XQUANT_SIMD_INLINE_LAMBDA {
-      store(c + f / NV * ldc + f % NV * width, k[f % NV](sums));
-      ++f;
+    const auto row = [&](i32 sums) XQUANT_SIMD_INLINE_LAMBDA {
+      store(out, k(sums));
+      out += ldc;
     };
-    (one(i32(acc)), ...);
+    (row(i32(acc)), ...);
   }
 
  private:

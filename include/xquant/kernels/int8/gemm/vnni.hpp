@@ -245,12 +245,13 @@ struct dpbusd_kernel {
         }
       }
     }
-    if constexpr (panel_epilogue<requant_arch>::float_capable && KS == 1 && MR * NV <= max_register_accumulators) {
-      // (KS == 1 needs 7 accumulators: the 7 x 1 tiles of 16-channel convolutions.)
-      if (e.float_folded && job.cols == NV * vector_cols) {  // the accumulators in registers
-        [&]<std::size_t... F>(std::index_sequence<F...>) {
-          e.template store_float_registers<NV>(job, acc[0][F / NV][F % NV]...);
-        }(std::make_index_sequence<MR * NV>{});
+    constexpr bool in_registers = KS == 1 && NV == 1 && MR <= max_register_accumulators;
+    if constexpr (panel_epilogue<requant_arch>::float_capable && in_registers) {
+      // (KS == 1 needs 7 accumulators: the 7 x 1 tiles of convolutions, tile_vectors.)
+      if (e.float_folded && job.cols == vector_cols) {  // the accumulators in registers
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+          e.store_float_registers(job, acc[0][I][0]...);
+        }(std::make_index_sequence<MR>{});
         return;
       }
     }
