@@ -203,7 +203,8 @@ struct panel_epilogue {
   /// over. The caller checks float_folded and job.cols == width. Why: on the Zen 4 of the
   /// README's figures a zmm store issues every other cycle, and the 7 stores of a 7 x 1
   /// tile's sums and their reloads were most of its epilogue (resnet's 3x3 16 -> 16: 9.1 ->
-  /// 8.4 us per image, its one-channel stem 2.37 -> 1.79). Only 7 x 1 tiles: 14
+  /// 8.4-8.7 us per image, as code placement falls; its one-channel stem 2.37 -> 1.8).
+  /// Only 7 x 1 tiles: 14
   /// accumulators (7 x 2 tiles, 6 of them passed on the stack) made every convolution
   /// measured 6-20 % slower, and wide tiles became 7 x 1 ones instead (tile_vectors).
   template <class... Regs>
