@@ -24,6 +24,12 @@ namespace xquant::kernels::int8 {
 
 namespace add_detail {
 
+/// -(A zp_a + B zp_b): the zero points folded into one constant, so that p = A a + B b +
+/// zero_offset(k) (|each term| < 2^30: no int32 overflow).
+inline std::int32_t zero_offset(const add_params& k) noexcept {
+  return -(k.multiplier_a * k.zero_point_a + k.multiplier_b * k.zero_point_b);
+}
+
 #if XSIMD_WITH_AVX512BW
 /// Elements [0, n / 64 * 64) with AVX-512BW, 64 at a time; returns their count. Measured on
 /// Zen 4 against the lane-wise loop below: 8.4 -> 6.5 cycles per 16 outputs.
@@ -38,7 +44,7 @@ namespace add_detail {
 ///    range on the same side, and so does q + zp.
 inline std::size_t add_avx512bw(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, const add_params& k,
                                 std::uint8_t* out) noexcept {
-  const std::int32_t zero_offset = -(k.multiplier_a * k.zero_point_a + k.multiplier_b * k.zero_point_b);
+  const std::int32_t zero_offset = add_detail::zero_offset(k);
   const __m512i ma = _mm512_set1_epi32(k.multiplier_a), mb = _mm512_set1_epi32(k.multiplier_b);
   const __m512i negative_below = _mm512_set1_epi32(-zero_offset), one = _mm512_set1_epi32(1);
   const __m512i offset = _mm512_set1_epi32(zero_offset + (std::int32_t{1} << (k.shift - 1)));  // + 2^(S-1)
@@ -78,7 +84,7 @@ void add(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, const add_
   // Scalars copied out of k: stores through uint8_t* may alias any object, so members
   // read inside the loop would be reloaded after every store.
   const std::int32_t ma = k.multiplier_a, mb = k.multiplier_b, shift = k.shift;
-  const std::int32_t zero_offset = -(ma * k.zero_point_a + mb * k.zero_point_b);
+  const std::int32_t zero_offset = add_detail::zero_offset(k);
   const std::int32_t half = std::int32_t{1} << (shift - 1);
   const std::int32_t zero_point = k.zero_point, qmin = k.qmin, qmax = k.qmax;
   std::size_t first = 0;

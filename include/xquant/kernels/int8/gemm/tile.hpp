@@ -204,9 +204,9 @@ struct panel_epilogue {
   /// README's figures a zmm store issues every other cycle, and the 7 stores of a 7 x 1
   /// tile's sums and their reloads were most of its epilogue (resnet's 3x3 16 -> 16: 9.1 ->
   /// 8.4-8.7 us per image, as code placement falls; its one-channel stem 2.37 -> 1.8).
-  /// Only 7 x 1 tiles: 14
-  /// accumulators (7 x 2 tiles, 6 of them passed on the stack) made every convolution
-  /// measured 6-20 % slower, and wide tiles became 7 x 1 ones instead (tile_vectors).
+  /// Only 7 x 1 tiles: 14 accumulators (7 x 2 tiles, 6 of them passed on the stack) made
+  /// every convolution measured 6-20 % slower, and wide tiles became 7 x 1 ones instead
+  /// (tile_vectors).
   template <class... Regs>
   [[gnu::noinline]] void store_float_registers(const tile_job& job, Regs... acc) const noexcept {
     static_assert(sizeof...(Regs) <= max_register_accumulators);
